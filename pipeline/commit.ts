@@ -1,0 +1,89 @@
+/**
+ * Collects everything one stage step writes — outputs, dead letters, checkpoint writes and the
+ * acknowledgements of its inputs — and applies it as one atomic script (commit.lua).
+ */
+import type { Redis } from 'ioredis';
+import { type Blob, checkFields } from './claim-check.ts';
+import type { Fields } from './entry.ts';
+import type { Keys } from './keys.ts';
+import { runScript } from './scripts.ts';
+
+export type StateOp = 'HSET' | 'HDEL' | 'SET' | 'DEL' | 'SADD' | 'SREM';
+
+export class Commit {
+  private readonly keys: Keys;
+  private readonly threshold: number;
+  private readonly blobs = new Map<string, Blob>();
+  private readonly acks: string[] = [];
+  private readonly appends: Array<{ key: string; flat: (string | Buffer)[] }> = [];
+  private readonly ops: Array<{ op: StateOp; key: string; args: (string | Buffer)[] }> = [];
+
+  constructor(keys: Keys, claimCheckBytes: number) {
+    this.keys = keys;
+    this.threshold = claimCheckBytes;
+  }
+
+  /** One commit doing what both do, `first` before `second`. */
+  static merge(first: Commit, second: Commit): Commit {
+    const merged = new Commit(first.keys, first.threshold);
+    for (const c of [first, second]) {
+      for (const [sha, blob] of c.blobs) merged.blobs.set(sha, blob);
+      merged.acks.push(...c.acks);
+      merged.appends.push(...c.appends);
+      merged.ops.push(...c.ops);
+    }
+    return merged;
+  }
+
+  /** Appends an entry to a stream key; large fields go through claim-check. */
+  append(streamKey: string, fields: Fields): void {
+    const { flat, blobs } = checkFields(fields, this.threshold);
+    for (const blob of blobs) this.blobs.set(blob.sha, blob);
+    this.appends.push({ key: streamKey, flat });
+  }
+
+  ack(id: string): void {
+    this.acks.push(id);
+  }
+
+  write(op: StateOp, key: string, ...args: (string | Buffer)[]): void {
+    this.ops.push({ op, key, args });
+  }
+
+  get outputs(): number {
+    return this.appends.length;
+  }
+
+  get empty(): boolean {
+    return this.acks.length === 0 && this.appends.length === 0 && this.ops.length === 0;
+  }
+
+  get blobBytes(): number {
+    let total = 0;
+    for (const b of this.blobs.values()) total += b.bytes.length;
+    return total;
+  }
+
+  /** Applies the step; with a fence token it fails with FENCED unless the lease is still ours. */
+  async run(
+    redis: Redis,
+    input: { stream: string; group: string },
+    lease?: { key: string; token: string },
+  ): Promise<string[]> {
+    const keyList = [input.stream, this.keys.blobRefs, lease?.key ?? input.stream];
+    const index = (key: string): number => {
+      let i = keyList.indexOf(key);
+      if (i < 0) i = keyList.push(key) - 1;
+      return i + 1;
+    };
+    const args: (string | number | Buffer)[] = [input.group, lease?.token ?? '', this.keys.blob('')];
+    args.push(this.blobs.size);
+    for (const { sha, bytes } of this.blobs.values()) args.push(sha, bytes);
+    args.push(this.acks.length, ...this.acks);
+    args.push(this.appends.length);
+    for (const { key, flat } of this.appends) args.push(index(key), flat.length, ...flat);
+    args.push(this.ops.length);
+    for (const { op, key, args: a } of this.ops) args.push(op, index(key), a.length, ...a);
+    return (await runScript(redis, 'commit', keyList, args)) as string[];
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Key names. Every key carries the hash tag `{prefix}` so that each multi-key atomic step
+ * (read stream, output stream, DLQ, blobs, checkpoints) lands in one Redis Cluster slot.
+ */
+export interface Keys {
+  readonly prefix: string;
+  stream(name: string): string;
+  readonly dlq: string;
+  readonly seq: string;
+  readonly blobRefs: string;
+  blob(sha256: string): string;
+  /** Stage-owned keys: checkpoints, leases, dedup. */
+  of(...parts: string[]): string;
+}
+
+export function keys(prefix: string): Keys {
+  const tag = `{${prefix}}`;
+  return {
+    prefix,
+    stream: (name) => `${tag}:${name}`,
+    dlq: `${tag}:dlq`,
+    seq: `${tag}:seq`,
+    blobRefs: `${tag}:blob-refs`,
+    blob: (sha256) => `${tag}:blob:${sha256}`,
+    of: (...parts) => [tag, ...parts].join(':'),
+  };
+}
+
+/** Stream names of the six stages, in pipeline order. */
+export const streams = {
+  ingest: 'ingest',
+  validated: 'validated',
+  transitive: 'transitive',
+  canonical: 'canonical',
+  serialized: 'serialized',
+} as const;

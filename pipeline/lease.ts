@@ -1,0 +1,70 @@
+/**
+ * One active instance per stateful stage: a lease in Redis with a fencing token. A standby
+ * polls until the lease lapses; the commit script refuses writes from a token that is not
+ * current, so a paused or partitioned ex-holder can never write after its successor.
+ */
+import type { Redis } from 'ioredis';
+import { sleep } from './backoff.ts';
+import { runScript } from './scripts.ts';
+
+export class Lease {
+  readonly key: string;
+  private readonly redis: Redis;
+  private readonly ttlMs: number;
+  private readonly holder: string;
+  private timer: NodeJS.Timeout | undefined;
+  token: string | undefined;
+  /** Called once when a renewal finds the lease gone. */
+  onLost: () => void = () => {};
+
+  constructor(redis: Redis, key: string, ttlMs: number, holder: string) {
+    this.redis = redis;
+    this.key = key;
+    this.ttlMs = ttlMs;
+    this.holder = holder;
+  }
+
+  /** Waits until this instance holds the lease (or `stopped()` says to give up). */
+  async acquire(stopped: () => boolean): Promise<boolean> {
+    while (!stopped()) {
+      const token = (await runScript(
+        this.redis,
+        'lease-acquire',
+        [this.key, `${this.key}:fence`],
+        [this.ttlMs, this.holder],
+      )) as string | null;
+      if (token) {
+        this.token = String(token);
+        this.timer = setInterval(() => void this.renew(), Math.max(100, Math.floor(this.ttlMs / 3)));
+        return true;
+      }
+      await sleep(Math.max(50, Math.floor(this.ttlMs / 5)));
+    }
+    return false;
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      const ok = await runScript(this.redis, 'lease-renew', [this.key], [this.token!, this.ttlMs]);
+      if (ok === 0) this.lost();
+    } catch {
+      // Redis unreachable: keep trying; if the lease lapses meanwhile the fence stops our writes.
+    }
+  }
+
+  private lost(): void {
+    clearInterval(this.timer);
+    this.token = undefined;
+    this.onLost();
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.token) await runScript(this.redis, 'lease-release', [this.key], [this.token]).catch(() => {});
+    this.token = undefined;
+  }
+
+  async holderName(): Promise<string | null> {
+    return this.redis.get(`${this.key}:holder`);
+  }
+}

@@ -1,0 +1,71 @@
+/** Prometheus metrics of the stage runtime; one registry per process, labelled by stage. */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'atlas_process_' });
+
+const labelNames = ['stage'] as const;
+
+export const metrics = {
+  entriesIn: new Counter({
+    name: 'atlas_entries_in_total',
+    help: 'Entries a stage read',
+    labelNames,
+    registers: [registry],
+  }),
+  entriesOut: new Counter({
+    name: 'atlas_entries_out_total',
+    help: 'Entries a stage wrote downstream',
+    labelNames,
+    registers: [registry],
+  }),
+  deadLettered: new Counter({
+    name: 'atlas_dead_lettered_total',
+    help: 'Entries sent to the dead-letter stream',
+    labelNames: ['stage', 'reason'],
+    registers: [registry],
+  }),
+  duplicates: new Counter({
+    name: 'atlas_duplicates_total',
+    help: 'Entries or events dropped as already processed',
+    labelNames,
+    registers: [registry],
+  }),
+  batchSeconds: new Histogram({
+    name: 'atlas_batch_seconds',
+    help: 'Time to handle and commit one batch',
+    labelNames,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  }),
+  lag: new Gauge({
+    name: 'atlas_consumer_lag',
+    help: 'Entries of the input not yet read by the group',
+    labelNames,
+    registers: [registry],
+  }),
+  pending: new Gauge({
+    name: 'atlas_pending',
+    help: 'Entries read but not yet acknowledged',
+    labelNames,
+    registers: [registry],
+  }),
+  claimCheckBytes: new Counter({
+    name: 'atlas_claim_check_bytes_total',
+    help: 'Bytes stored as claim-check blobs',
+    labelNames,
+    registers: [registry],
+  }),
+  paused: new Gauge({
+    name: 'atlas_backpressure_paused',
+    help: '1 while reading is paused by backpressure',
+    labelNames,
+    registers: [registry],
+  }),
+  transientErrors: new Counter({
+    name: 'atlas_transient_errors_total',
+    help: 'Retried faults of Redis or a sink',
+    labelNames,
+    registers: [registry],
+  }),
+};

@@ -1,0 +1,53 @@
+/**
+ * Loads the Lua scripts of pipeline/scripts (one job each) and registers them on a client as
+ * ioredis commands; `--@include file` lines pull in shared fragments.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+
+const dir = join(import.meta.dirname, 'scripts');
+
+function source(file: string): string {
+  return readFileSync(join(dir, file), 'utf8').replace(/^--@include (\S+)$/gm, (_, inc: string) =>
+    source(inc),
+  );
+}
+
+/** Script name → number of KEYS it takes (-1: the first argument says how many). */
+const scripts = {
+  commit: -1,
+  'append-idempotent': 3,
+  'trim-acknowledged': 2,
+  'dlq-redrive': 3,
+  'dlq-drop': 2,
+  'lease-acquire': 2,
+  'lease-renew': 1,
+  'lease-release': 1,
+} as const;
+
+export type ScriptName = keyof typeof scripts;
+type Arg = string | number | Buffer;
+
+const registered = new WeakSet<Redis>();
+
+/** Runs a named script; keys and args are passed as given. */
+export async function runScript(
+  redis: Redis,
+  name: ScriptName,
+  keys: string[],
+  args: Arg[],
+): Promise<unknown> {
+  if (!registered.has(redis)) {
+    for (const [script, numberOfKeys] of Object.entries(scripts)) {
+      const lua = source(`${script}.lua`);
+      redis.defineCommand(script, numberOfKeys < 0 ? { lua } : { lua, numberOfKeys });
+    }
+    registered.add(redis);
+  }
+  const command = (redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[name]!;
+  const numberOfKeys = scripts[name];
+  return numberOfKeys < 0
+    ? command.call(redis, keys.length, ...keys, ...args)
+    : command.call(redis, ...keys, ...args);
+}

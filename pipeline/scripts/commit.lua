@@ -1,0 +1,45 @@
+-- commit: one stage step, atomically — store blobs, append outputs (to any stream, the DLQ
+-- included), apply checkpoint writes, and XACK the inputs. With a fence token, refuses to
+-- write unless this worker still holds the stage's lease.
+-- KEYS: 1 input stream, 2 blob refs, 3 lease (or any key when unfenced), 4.. output/state keys
+-- ARGV: group, fence, blobPrefix, nBlobs {sha bytes}, nAcks {id}, nAppends {keyIdx nFields {f v}},
+--       nOps {op keyIdx nArgs {arg}}
+--@include lib/blobs.lua
+
+local group, fence, blobPrefix = ARGV[1], ARGV[2], ARGV[3]
+if fence ~= '' and redis.call('GET', KEYS[3]) ~= fence then
+  return redis.error_reply('FENCED lease lost; another instance is active')
+end
+
+local at = put_blobs(blobPrefix, ARGV, 4)
+
+local nAcks = tonumber(ARGV[at])
+local acks = {}
+for i = 1, nAcks do acks[i] = ARGV[at + i] end
+at = at + nAcks + 1
+
+local ids = {}
+local nAppends = tonumber(ARGV[at])
+at = at + 1
+for i = 1, nAppends do
+  local key, nFields = KEYS[tonumber(ARGV[at])], tonumber(ARGV[at + 1])
+  local fields = {}
+  for j = 1, nFields do fields[j] = ARGV[at + 1 + j] end
+  ids[i] = append(key, fields, KEYS[2])
+  at = at + 2 + nFields
+end
+
+local allowed = { HSET = true, HDEL = true, SET = true, DEL = true, SADD = true, SREM = true }
+local nOps = tonumber(ARGV[at])
+at = at + 1
+for _ = 1, nOps do
+  local op, key, nArgs = ARGV[at], KEYS[tonumber(ARGV[at + 1])], tonumber(ARGV[at + 2])
+  if not allowed[op] then return redis.error_reply('commit: op not allowed ' .. op) end
+  local args = {}
+  for j = 1, nArgs do args[j] = ARGV[at + 2 + j] end
+  redis.call(op, key, unpack(args))
+  at = at + 3 + nArgs
+end
+
+if nAcks > 0 then redis.call('XACK', KEYS[1], group, unpack(acks)) end
+return ids

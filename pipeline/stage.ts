@@ -1,0 +1,64 @@
+/** What a stage is to the runtime: a handler over batches of entries, plus a few declarations. */
+import type { Redis } from 'ioredis';
+import type { Config } from './config.ts';
+import type { Entry, Fields } from './entry.ts';
+import type { Keys } from './keys.ts';
+import type { Logger } from './log.ts';
+import type { StateOp } from './commit.ts';
+
+/** What a handler does with its inputs; all of it is committed atomically after `handle`. */
+export interface Step {
+  /** Appends an output entry (to the stage's output stream unless another is named). */
+  send(fields: Fields, stream?: string): void;
+  /** Marks an input done. Inputs neither acked nor dead-lettered stay pending. */
+  ack(entry: Entry): void;
+  /** Sends an input to the DLQ (with a skip marker when the stage declares one) and acks it. */
+  deadLetter(entry: Entry, reason: string, error: unknown): void;
+  /** A checkpoint write, applied in the same atomic step. */
+  write(op: StateOp, key: string, ...args: (string | Buffer)[]): void;
+}
+
+export interface StageContext {
+  config: Config;
+  redis: Redis;
+  keys: Keys;
+  log: Logger;
+}
+
+export interface Stage {
+  name: string;
+  /** Stream names (without prefix). */
+  input: string;
+  output?: string;
+  /** The runtime hands entries to `handle` in dense order of field `seq` (per value of field `key`). */
+  order?: { seq: string; key?: string };
+  /** Fields copied from a dead-lettered input into a skip marker on the output, keeping it dense. */
+  marker?: string[];
+  /** One active instance, holding a lease; further instances wait as hot standbys. */
+  singleton?: boolean;
+  /** Runs when this instance becomes active; may say where the order stands per key. */
+  activate?(): Promise<Map<string, bigint> | undefined>;
+  handle(entries: Entry[], step: Step): Promise<void> | void;
+  /** After a failed step: forget in-memory state that was not committed. */
+  reset?(): Promise<void>;
+  /** Timer-driven work, e.g. flushing conflated changes. */
+  tick?: { everyMs: number; run(step: Step): Promise<void> | void };
+  /** Answers readiness beyond Redis (e.g. a sink's circuit); null when ready. */
+  notReady?(): string | null;
+  stop?(): Promise<void>;
+}
+
+export type StageFactory = (ctx: StageContext) => Stage | Promise<Stage>;
+
+/** A handler's verdict that an input is bad data, not a fault: dead-letter it with this reason. */
+export class Rejection extends Error {
+  readonly reason: string;
+  readonly details: unknown;
+  constructor(reason: string, message: string, details?: unknown) {
+    super(message);
+    this.reason = reason;
+    this.details = details;
+  }
+}
+
+export type { Fields };

@@ -1,0 +1,510 @@
+/**
+ * Runs one stage as a consumer-group worker: read a batch (taking over stale pending entries
+ * of dead consumers), hand it to the stage, commit outputs + acks atomically. Poison entries go
+ * to the DLQ after ATLAS_MAX_DELIVERIES; Redis outages are waited out with backoff; output
+ * backlog pauses reading; order-sensitive stages get their inputs re-sequenced.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { backlog, groupsOf } from './backlog.ts';
+import { backoffMs, sleep } from './backoff.ts';
+import { resolveBlobs } from './claim-check.ts';
+import { Commit } from './commit.ts';
+import type { Config } from './config.ts';
+import { Entry, type Fields, parseEntries } from './entry.ts';
+import type { Keys } from './keys.ts';
+import { Lease } from './lease.ts';
+import type { Logger } from './log.ts';
+import { metrics } from './metrics.ts';
+import { isTransientRedisError } from './redis.ts';
+import { Resequencer } from './resequencer.ts';
+import { Rejection, type Stage, type Step } from './stage.ts';
+import { trimAcknowledged } from './retention.ts';
+
+const HOUSEKEEPING_MS = 1000;
+
+interface Item {
+  entry: Entry;
+  dead?: { reason: string; error: unknown };
+}
+
+export class Worker {
+  readonly consumer = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  private readonly stage: Stage;
+  private readonly redis: Redis;
+  private readonly keys: Keys;
+  private readonly config: Config;
+  private readonly log: Logger;
+  private readonly inputKey: string;
+  private readonly group: string;
+  private readonly lease: Lease | undefined;
+  private reseq: Resequencer<Item> | undefined;
+  private stopping = false;
+  private active = false;
+  private paused = false;
+  /** Some of our own pending entries are not in memory: read our PEL again. */
+  private spilled = false;
+  private takeOverAll = false;
+  private lastHousekeeping = 0;
+  private lastClaim = 0;
+  private lastTick = 0;
+  private failures = 0;
+  private done: Promise<void> | undefined;
+
+  constructor(stage: Stage, redis: Redis, keys: Keys, config: Config, log: Logger) {
+    this.stage = stage;
+    this.redis = redis;
+    this.keys = keys;
+    this.config = config;
+    this.log = log.child({ stage: stage.name, consumer: this.consumer });
+    this.inputKey = keys.stream(stage.input);
+    this.group = stage.name;
+    if (stage.singleton)
+      this.lease = new Lease(redis, keys.of('lease', stage.name), config.ATLAS_LEASE_MS, this.consumer);
+  }
+
+  start(): Promise<void> {
+    this.done ??= this.run();
+    return this.done;
+  }
+
+  /** Stops reading; the batch in flight is finished and committed first. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.done;
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  private async run(): Promise<void> {
+    await this.retrying(() => this.ensureGroup());
+    while (!this.stopping) {
+      if (!(await this.activate())) break;
+      await this.loop();
+      await this.deactivate();
+    }
+    await this.lease?.release();
+    await this.stage.stop?.();
+    this.log.info('stopped');
+  }
+
+  private async ensureGroup(): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.inputKey, this.group, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!(err instanceof Error && err.message.includes('BUSYGROUP'))) throw err;
+    }
+  }
+
+  /** Becomes the active instance: lease (singletons), restored order, taken-over entries. */
+  private async activate(): Promise<boolean> {
+    if (this.lease) {
+      this.log.info('waiting for the lease (hot standby)');
+      if (!(await this.lease.acquire(() => this.stopping))) return false;
+      this.lease.onLost = () => {
+        this.log.warn('lease lost; stepping down');
+        this.active = false;
+      };
+      this.log.info({ token: this.lease.token }, 'active');
+    }
+    await this.retrying(async () => {
+      if (this.stage.order) this.reseq = await this.restoreOrder();
+      await this.stage.activate?.().then((next) => this.moveOrder(next));
+    });
+    this.active = true;
+    // The previous holder is gone (we hold its lease): its pending entries are ours at once.
+    this.takeOverAll = this.stage.singleton === true;
+    this.lastClaim = 0;
+    this.spilled = true;
+    return true;
+  }
+
+  private async deactivate(): Promise<void> {
+    this.active = false;
+    this.reseq = undefined;
+    await this.stage.reset?.();
+  }
+
+  private orderKey(): string {
+    return this.keys.of('order', this.stage.name);
+  }
+
+  private async restoreOrder(): Promise<Resequencer<Item>> {
+    const reseq = new Resequencer<Item>(this.config.ATLAS_RESEQUENCE_BUFFER);
+    const saved = await this.redis.hgetall(this.orderKey());
+    for (const [key, next] of Object.entries(saved)) reseq.setNext(key, BigInt(next));
+    return reseq;
+  }
+
+  private moveOrder(next: Map<string, bigint> | undefined): void {
+    if (next && this.reseq) for (const [key, n] of next) this.reseq.setNext(key, n);
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping && this.active) {
+      try {
+        await this.housekeeping();
+        await this.runTick();
+        const entries = await this.nextEntries();
+        if (entries.length > 0) await this.process(entries);
+        this.failures = 0;
+      } catch (err) {
+        await this.onLoopError(err);
+      }
+    }
+  }
+
+  private async onLoopError(err: unknown): Promise<void> {
+    if (err instanceof Error && err.message.startsWith('FENCED')) {
+      this.log.warn('lease fenced off; stepping down');
+      this.active = false;
+      return;
+    }
+    const transient = isTransientRedisError(err);
+    metrics.transientErrors.inc({ stage: this.stage.name });
+    this.log[transient ? 'warn' : 'error'](
+      { err },
+      transient ? 'Redis unavailable; retrying' : 'step failed; retrying',
+    );
+    await this.stage.reset?.();
+    if (this.stage.order) this.reseq = await this.restoreOrder().catch(() => this.reseq);
+    // The batch in flight is still pending under our name: read it again.
+    this.spilled = true;
+    await sleep(backoffMs(this.failures++));
+  }
+
+  private async retrying(fn: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.stopping) throw err;
+        this.log.warn({ err }, 'retrying');
+        await sleep(backoffMs(attempt));
+      }
+    }
+  }
+
+  /** Stale entries of dead consumers first, then entries this worker spilled, then new ones. */
+  private async nextEntries(): Promise<Entry[]> {
+    const now = Date.now();
+    if (now - this.lastClaim >= this.config.ATLAS_CLAIM_IDLE_MS / 2) {
+      const claimed = await this.claimStale(this.takeOverAll ? 0 : this.config.ATLAS_CLAIM_IDLE_MS);
+      if (claimed.length > 0) return claimed;
+      this.takeOverAll = false;
+      this.lastClaim = now;
+    }
+    if (this.spilled && !this.reseq?.full) {
+      this.spilled = false;
+      const own = await this.read('0');
+      if (own.length > 0) return this.withDeliveries(own);
+    }
+    if (this.paused || this.reseq?.full) {
+      await sleep(Math.min(200, this.config.ATLAS_BLOCK_MS));
+      return [];
+    }
+    return this.read('>');
+  }
+
+  private async read(from: '>' | '0'): Promise<Entry[]> {
+    const block = from === '>' ? ['BLOCK', this.config.ATLAS_BLOCK_MS] : [];
+    const reply = (await this.redis.callBuffer(
+      'XREADGROUP',
+      'GROUP',
+      this.group,
+      this.consumer,
+      'COUNT',
+      this.config.ATLAS_BATCH_SIZE,
+      ...block,
+      'STREAMS',
+      this.inputKey,
+      from,
+    )) as [Buffer, [Buffer, Buffer[]][]][] | null;
+    return parseEntries(reply?.[0]?.[1] ?? null);
+  }
+
+  /**
+   * Takes over entries other consumers left pending longer than minIdleMs. Our own pending
+   * entries are not touched: they may be waiting in the re-sequencer on purpose.
+   */
+  private async claimStale(minIdleMs: number): Promise<Entry[]> {
+    const scan = this.config.ATLAS_BATCH_SIZE * 10;
+    const rows = (await this.redis.xpending(
+      this.inputKey,
+      this.group,
+      'IDLE',
+      minIdleMs,
+      '-',
+      '+',
+      scan,
+    )) as [string, string, number, number][];
+    const theirs = rows.filter((r) => r[1] !== this.consumer).slice(0, this.config.ATLAS_BATCH_SIZE);
+    if (theirs.length === 0) return [];
+    const reply = (await this.redis.callBuffer(
+      'XCLAIM',
+      this.inputKey,
+      this.group,
+      this.consumer,
+      minIdleMs,
+      ...theirs.map((r) => r[0]),
+    )) as [Buffer, Buffer[]][];
+    const entries = parseEntries(reply);
+    const deliveries = new Map(theirs.map((r) => [r[0], Number(r[3]) + 1]));
+    for (const e of entries) e.deliveries = deliveries.get(e.id) ?? e.deliveries;
+    if (entries.length > 0)
+      this.log.info({ count: entries.length }, 'took over pending entries of other consumers');
+    return entries;
+  }
+
+  /** Delivery counts of re-delivered entries, for poison detection. */
+  private async withDeliveries(entries: Entry[]): Promise<Entry[]> {
+    const first = entries[0]!.id;
+    const last = entries[entries.length - 1]!.id;
+    const rows = (await this.redis.xpending(
+      this.inputKey,
+      this.group,
+      first,
+      last,
+      entries.length,
+      this.consumer,
+    )) as [string, string, number, number][];
+    const counts = new Map(rows.map((r) => [r[0], Number(r[3])]));
+    for (const e of entries) e.deliveries = counts.get(e.id) ?? e.deliveries;
+    return entries;
+  }
+
+  private async process(entries: Entry[]): Promise<void> {
+    const started = performance.now();
+    metrics.entriesIn.inc({ stage: this.stage.name }, entries.length);
+    const items = await this.screen(entries);
+    // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
+    const pre = this.newCommit();
+    const ordered = this.order(items, pre);
+    const main = this.newCommit();
+    try {
+      await this.handleAll(ordered.items, main);
+      this.checkpointOrder(main, ordered.advance);
+      await this.commit(Commit.merge(pre, main));
+      this.reseq?.consume(ordered.advance);
+    } catch (err) {
+      if (isFatalToBatch(err)) throw err;
+      this.log.warn({ err }, 'batch failed; handling its entries one at a time');
+      await this.stage.reset?.();
+      await this.commit(pre);
+      await this.isolate(ordered.items);
+    }
+    metrics.batchSeconds.observe({ stage: this.stage.name }, (performance.now() - started) / 1000);
+  }
+
+  /** Poison and unreadable blobs are found before the stage sees anything. */
+  private async screen(entries: Entry[]): Promise<Item[]> {
+    const blobFailures = await resolveBlobs(this.redis, this.keys, entries);
+    return entries.map((entry): Item => {
+      if (entry.deliveries > this.config.ATLAS_MAX_DELIVERIES) {
+        return { entry, dead: { reason: 'max_deliveries', error: `delivered ${entry.deliveries} times` } };
+      }
+      const blobError = blobFailures.get(entry);
+      return blobError ? { entry, dead: { reason: blobError.reason, error: blobError } } : { entry };
+    });
+  }
+
+  /** Unordered stages take the batch as it is; ordered ones what the re-sequencer lets through. */
+  private order(items: Item[], commit: Commit): { items: Item[]; advance: Map<string, bigint> } {
+    const reseq = this.reseq;
+    const spec = this.stage.order;
+    if (!reseq || !spec) return { items, advance: new Map() };
+    for (const item of items) {
+      const key = spec.key ? item.entry.optionalText(spec.key) : '';
+      const raw = item.entry.optionalText(spec.seq);
+      if (key === undefined || raw === undefined || !/^\d+$/.test(raw)) {
+        this.deadLetterInto(
+          commit,
+          item.entry,
+          'bad_sequence',
+          `no valid ${spec.seq}${spec.key ? `/${spec.key}` : ''}`,
+        );
+        continue;
+      }
+      const verdict = reseq.offer(key, BigInt(raw), item);
+      if (
+        verdict === 'stale' ||
+        (verdict === 'duplicate' && reseq.peek(key, BigInt(raw))?.entry.id !== item.entry.id)
+      ) {
+        metrics.duplicates.inc({ stage: this.stage.name });
+        commit.ack(item.entry.id);
+      } else if (verdict === 'spill') {
+        this.spilled = true;
+      }
+    }
+    return reseq.ready();
+  }
+
+  private checkpointOrder(commit: Commit, advance: Map<string, bigint>): void {
+    for (const [key, next] of advance) commit.write('HSET', this.orderKey(), key, next.toString());
+  }
+
+  private async handleAll(items: Item[], commit: Commit): Promise<void> {
+    const live: Entry[] = [];
+    for (const item of items) {
+      if (item.dead) this.deadLetterInto(commit, item.entry, item.dead.reason, item.dead.error);
+      else live.push(item.entry);
+    }
+    if (live.length > 0) await this.stage.handle(live, this.stepFor(commit));
+  }
+
+  /** A failed batch: each entry alone, retried until it succeeds or reaches the delivery limit. */
+  private async isolate(items: Item[]): Promise<void> {
+    for (const item of items) {
+      const advance = this.advanceFor(item.entry);
+      for (let attempt = item.entry.deliveries; ; attempt++) {
+        const commit = this.newCommit();
+        try {
+          await this.handleAll(
+            [attempt > this.config.ATLAS_MAX_DELIVERIES ? this.asPoison(item, attempt) : item],
+            commit,
+          );
+          this.checkpointOrder(commit, advance);
+          await this.commit(commit);
+          this.reseq?.consume(advance);
+          break;
+        } catch (err) {
+          if (isFatalToBatch(err)) throw err;
+          await this.stage.reset?.();
+          this.log.warn({ err, id: item.entry.id, attempt }, 'entry failed');
+          if (attempt >= this.config.ATLAS_MAX_DELIVERIES)
+            item.dead = { reason: 'handler_error', error: err };
+          else await sleep(backoffMs(attempt, 20, 1000));
+        }
+      }
+    }
+  }
+
+  private advanceFor(entry: Entry): Map<string, bigint> {
+    const spec = this.stage.order;
+    if (!spec) return new Map();
+    const key = spec.key ? entry.text(spec.key) : '';
+    return new Map([[key, BigInt(entry.text(spec.seq)) + 1n]]);
+  }
+
+  private asPoison(item: Item, attempt: number): Item {
+    return item.dead
+      ? item
+      : { entry: item.entry, dead: { reason: 'handler_error', error: `failed ${attempt} times` } };
+  }
+
+  private newCommit(): Commit {
+    return new Commit(this.keys, this.config.ATLAS_CLAIM_CHECK_BYTES);
+  }
+
+  private async commit(commit: Commit): Promise<void> {
+    if (commit.empty) return;
+    const lease = this.lease?.token ? { key: this.lease.key, token: this.lease.token } : undefined;
+    if (this.lease && !lease) throw new Error('FENCED lease lost before commit');
+    await commit.run(this.redis, { stream: this.inputKey, group: this.group }, lease);
+    metrics.entriesOut.inc({ stage: this.stage.name }, commit.outputs);
+    metrics.claimCheckBytes.inc({ stage: this.stage.name }, commit.blobBytes);
+  }
+
+  private stepFor(commit: Commit): Step {
+    const output = this.stage.output;
+    return {
+      send: (fields: Fields, stream?: string) => {
+        const name = stream ?? output;
+        if (!name) throw new Error(`stage ${this.stage.name} has no output stream`);
+        commit.append(this.keys.stream(name), fields);
+      },
+      ack: (entry) => commit.ack(entry.id),
+      deadLetter: (entry, reason, error) => this.deadLetterInto(commit, entry, reason, error),
+      write: (op, key, ...args) => commit.write(op, key, ...args),
+    };
+  }
+
+  private deadLetterInto(commit: Commit, entry: Entry, reason: string, error: unknown): void {
+    commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
+    if (this.stage.marker && this.stage.output) {
+      const marker: Fields = { skip: reason };
+      for (const f of this.stage.marker) {
+        const v = entry.optionalText(f);
+        if (v !== undefined) marker[f] = v;
+      }
+      commit.append(this.keys.stream(this.stage.output), marker);
+    }
+    commit.ack(entry.id);
+    metrics.deadLettered.inc({ stage: this.stage.name, reason });
+    this.log.warn({ id: entry.id, reason, error: describe(error) }, 'dead-lettered');
+  }
+
+  private async runTick(): Promise<void> {
+    const tick = this.stage.tick;
+    if (!tick || Date.now() - this.lastTick < tick.everyMs) return;
+    this.lastTick = Date.now();
+    const commit = this.newCommit();
+    await tick.run(this.stepFor(commit));
+    await this.commit(commit);
+  }
+
+  /** Backpressure, retention and gauges, about once a second. */
+  private async housekeeping(): Promise<void> {
+    if (Date.now() - this.lastHousekeeping < HOUSEKEEPING_MS) return;
+    this.lastHousekeeping = Date.now();
+    if (this.stage.output) {
+      const behind = await backlog(this.redis, this.keys.stream(this.stage.output));
+      const paused = behind > this.config.ATLAS_HIGH_WATER;
+      if (paused !== this.paused)
+        this.log.info({ backlog: behind }, paused ? 'output over high-water mark; pausing' : 'resuming');
+      this.paused = paused;
+      metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
+    }
+    const mine = (await groupsOf(this.redis, this.inputKey)).find((g) => g.name === this.group);
+    if (mine) {
+      metrics.lag.set({ stage: this.stage.name }, mine.lag ?? 0);
+      metrics.pending.set({ stage: this.stage.name }, mine.pending);
+    }
+    await trimAcknowledged(this.redis, this.keys, this.inputKey, this.config.ATLAS_RETAIN_ENTRIES);
+  }
+}
+
+/** Faults that say "try the whole thing again later", not "this entry is bad". */
+function isFatalToBatch(err: unknown): boolean {
+  return isTransientRedisError(err) || (err instanceof Error && err.message.startsWith('FENCED'));
+}
+
+export function describe(error: unknown): string {
+  if (error instanceof Rejection) return error.message;
+  if (error instanceof Error) return error.message;
+  return typeof error === 'string' ? error : JSON.stringify(error);
+}
+
+/** DLQ entry: where it failed and why, with the original fields under `orig.` (blob refs kept as refs). */
+export function deadLetterFields(
+  stage: string,
+  stream: string,
+  entry: Entry,
+  reason: string,
+  error: unknown,
+): Fields {
+  const fields: Fields = {
+    stage,
+    reason,
+    error: describe(error),
+    attempts: String(entry.deliveries),
+    stream,
+    entry_id: entry.id,
+    failed_at: new Date().toISOString(),
+  };
+  if (error instanceof Rejection && error.details !== undefined)
+    fields.details = JSON.stringify(error.details);
+  for (const [name, value] of entry.fields) {
+    if (!entry.fields.has(`${name}@blob`)) fields[`orig.${name}`] = value;
+  }
+  return fields;
+}
+
+export { Entry };
