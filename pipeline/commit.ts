@@ -64,12 +64,15 @@ export class Commit {
     return total;
   }
 
-  /** Applies the step; with a fence token it fails with FENCED unless the lease is still ours. */
+  /**
+   * Applies the step; with a fence token it fails with FENCED unless the lease is still ours.
+   * Returns the new entry ids, or null when every input was acknowledged already (nothing written).
+   */
   async run(
     redis: Redis,
     input: { stream: string; group: string },
     lease?: { key: string; token: string },
-  ): Promise<string[]> {
+  ): Promise<string[] | null> {
     const keyList = [input.stream, this.keys.blobRefs, lease?.key ?? input.stream];
     const index = (key: string): number => {
       let i = keyList.indexOf(key);
@@ -84,6 +87,6 @@ export class Commit {
     for (const { key, flat } of this.appends) args.push(index(key), flat.length, ...flat);
     args.push(this.ops.length);
     for (const { op, key, args: a } of this.ops) args.push(op, index(key), a.length, ...a);
-    return (await runScript(redis, 'commit', keyList, args)) as string[];
+    return (await runScript(redis, 'commit', keyList, args)) as string[] | null;
   }
 }

@@ -69,3 +69,11 @@ export const metrics = {
     registers: [registry],
   }),
 };
+
+export const endToEndSeconds = new Histogram({
+  name: 'atlas_end_to_end_seconds',
+  help: 'From acceptance at the door to the output written by the last stage',
+  labelNames,
+  buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});

@@ -50,6 +50,17 @@ export interface Stage {
 
 export type StageFactory = (ctx: StageContext) => Stage | Promise<Stage>;
 
+/**
+ * A fault outside the data (a sink unreachable, a timeout): the step is retried with backoff,
+ * for as long as it takes, and its inputs are never dead-lettered for it.
+ */
+export class TransientError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TransientError';
+  }
+}
+
 /** A handler's verdict that an input is bad data, not a fault: dead-letter it with this reason. */
 export class Rejection extends Error {
   readonly reason: string;

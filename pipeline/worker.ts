@@ -19,7 +19,7 @@ import type { Logger } from './log.ts';
 import { metrics } from './metrics.ts';
 import { isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
-import { Rejection, type Stage, type Step } from './stage.ts';
+import { Rejection, type Stage, type Step, TransientError } from './stage.ts';
 import { trimAcknowledged } from './retention.ts';
 
 const HOUSEKEEPING_MS = 1000;
@@ -162,12 +162,12 @@ export class Worker {
   }
 
   private async onLoopError(err: unknown): Promise<void> {
-    if (err instanceof Error && err.message.startsWith('FENCED')) {
+    if (isFenced(err)) {
       this.log.warn('lease fenced off; stepping down');
       this.active = false;
       return;
     }
-    const transient = isTransientRedisError(err);
+    const transient = isTransient(err);
     metrics.transientErrors.inc({ stage: this.stage.name });
     this.log[transient ? 'warn' : 'error'](
       { err },
@@ -283,24 +283,44 @@ export class Worker {
   private async process(entries: Entry[]): Promise<void> {
     const started = performance.now();
     metrics.entriesIn.inc({ stage: this.stage.name }, entries.length);
-    const items = await this.screen(entries);
+    const items = await this.persist(() => this.screen(entries));
     // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
     const pre = this.newCommit();
     const ordered = this.order(items, pre);
-    const main = this.newCommit();
-    try {
-      await this.handleAll(ordered.items, main);
-      this.checkpointOrder(main, ordered.advance);
-      await this.commit(Commit.merge(pre, main));
-      this.reseq?.consume(ordered.advance);
-    } catch (err) {
-      if (isFatalToBatch(err)) throw err;
-      this.log.warn({ err }, 'batch failed; handling its entries one at a time');
-      await this.stage.reset?.();
-      await this.commit(pre);
-      await this.isolate(ordered.items);
-    }
+    await this.persist(async () => {
+      const main = this.newCommit();
+      try {
+        await this.handleAll(ordered.items, main);
+        this.checkpointOrder(main, ordered.advance);
+        await this.commit(Commit.merge(pre, main));
+        this.reseq?.consume(ordered.advance);
+      } catch (err) {
+        if (isTransient(err) || isFenced(err)) throw err;
+        this.log.warn({ err }, 'batch failed; handling its entries one at a time');
+        await this.stage.reset?.();
+        await this.commit(pre);
+        await this.isolate(ordered.items);
+      }
+    });
     metrics.batchSeconds.observe({ stage: this.stage.name }, (performance.now() - started) / 1000);
+  }
+
+  /**
+   * Retries a step through transient faults with the same entries in memory: reading them
+   * again would count as another delivery, and an outage must never make an entry poison.
+   */
+  private async persist<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isTransient(err) || this.stopping) throw err;
+        metrics.transientErrors.inc({ stage: this.stage.name });
+        this.log.warn({ err: describe(err), attempt }, 'transient fault; retrying the step');
+        await sleep(backoffMs(attempt));
+        await this.stage.reset?.().catch(() => {});
+      }
+    }
   }
 
   /** Poison and unreadable blobs are found before the stage sees anything. */
@@ -375,7 +395,7 @@ export class Worker {
           this.reseq?.consume(advance);
           break;
         } catch (err) {
-          if (isFatalToBatch(err)) throw err;
+          if (isTransient(err) || isFenced(err)) throw err;
           await this.stage.reset?.();
           this.log.warn({ err, id: item.entry.id, attempt }, 'entry failed');
           if (attempt >= this.config.ATLAS_MAX_DELIVERIES)
@@ -407,7 +427,12 @@ export class Worker {
     if (commit.empty) return;
     const lease = this.lease?.token ? { key: this.lease.key, token: this.lease.token } : undefined;
     if (this.lease && !lease) throw new Error('FENCED lease lost before commit');
-    await commit.run(this.redis, { stream: this.inputKey, group: this.group }, lease);
+    const written = await commit.run(this.redis, { stream: this.inputKey, group: this.group }, lease);
+    if (written === null) {
+      this.log.info('step already committed (retry after a lost reply, or a takeover); nothing written again');
+      metrics.duplicates.inc({ stage: this.stage.name });
+      return;
+    }
     metrics.entriesOut.inc({ stage: this.stage.name }, commit.outputs);
     metrics.claimCheckBytes.inc({ stage: this.stage.name }, commit.blobBytes);
   }
@@ -471,9 +496,13 @@ export class Worker {
   }
 }
 
-/** Faults that say "try the whole thing again later", not "this entry is bad". */
-function isFatalToBatch(err: unknown): boolean {
-  return isTransientRedisError(err) || (err instanceof Error && err.message.startsWith('FENCED'));
+/** Faults that say "try again later", not "this entry is bad". */
+function isTransient(err: unknown): boolean {
+  return err instanceof TransientError || isTransientRedisError(err);
+}
+
+function isFenced(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('FENCED');
 }
 
 export function describe(error: unknown): string {

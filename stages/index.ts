@@ -1,9 +1,13 @@
 /** The stages of the pipeline, in order. `ingest` is the HTTP door; the others are stream workers. */
 import type { StageFactory } from '../pipeline/stage.ts';
+import { createCanonical } from './canonical/index.ts';
+import { createTransitive } from './transitive/index.ts';
 import { createValidate } from './validate/index.ts';
 
 export const workerStages: Record<string, StageFactory> = {
   validate: createValidate,
+  transitive: createTransitive,
+  canonical: createCanonical,
 };
 
 export const stageNames = ['ingest', ...Object.keys(workerStages)];

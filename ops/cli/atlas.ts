@@ -7,7 +7,10 @@ import { describeStreams, replay } from '../../pipeline/inspect.ts';
 import { keys } from '../../pipeline/keys.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
+import { jsonView, textView } from '../../stages/canonical/show.ts';
+import { canonicalStore, readCurrent } from '../../stages/canonical/store.ts';
 import { stageNames } from '../../stages/index.ts';
+import { normalizeHex } from '../../stages/topology/ids.ts';
 import { runStages, UsageError } from './process.ts';
 
 const program = new Command('atlas')
@@ -151,6 +154,22 @@ async function pick(
   if (!opts.all) throw new UsageError('name the entries to act on, or --all');
   return withRedis(async (redis, k) => (await listDeadLetters(redis, k, opts)).map((d) => d.id));
 }
+
+program
+  .command('canonical')
+  .description('the canonical graphs the pipeline has emitted')
+  .command('show')
+  .argument('<root>', 'root space id')
+  .option('--json', 'exactly {root_id, sequence_number, canonical_space_ids, tree}')
+  .description('the current (last emitted) canonical graph of a root')
+  .action(async (rootArg: string, opts: { json?: boolean }) => {
+    const root = normalizeHex(rootArg, 16);
+    if (!root) throw new UsageError(`not a space id: ${rootArg}`);
+    const current = await withRedis((redis, k) => readCurrent(redis, canonicalStore(k), root));
+    if (!current) throw new UsageError(`no canonical graph emitted for root ${root} yet`);
+    const { graph, emitted } = current;
+    process.stdout.write(`${opts.json ? jsonView(graph, emitted.sequence_number) : textView(graph, emitted.sequence_number)}\n`);
+  });
 
 program
   .command('config')

@@ -1,6 +1,8 @@
--- commit: one stage step, atomically — store blobs, append outputs (to any stream, the DLQ
--- included), apply checkpoint writes, and XACK the inputs. With a fence token, refuses to
--- write unless this worker still holds the stage's lease.
+-- commit: one stage step, atomically — XACK the inputs, store blobs, append outputs (to any
+-- stream, the DLQ included) and apply checkpoint writes. With a fence token, refuses to write
+-- unless this worker still holds the stage's lease. A step whose inputs are all acknowledged
+-- already (a retry after a lost reply, or a consumer that lost a race to a takeover) writes
+-- nothing and returns false.
 -- KEYS: 1 input stream, 2 blob refs, 3 lease (or any key when unfenced), 4.. output/state keys
 -- ARGV: group, fence, blobPrefix, nBlobs {sha bytes}, nAcks {id}, nAppends {keyIdx nFields {f v}},
 --       nOps {op keyIdx nArgs {arg}}
@@ -11,12 +13,14 @@ if fence ~= '' and redis.call('GET', KEYS[3]) ~= fence then
   return redis.error_reply('FENCED lease lost; another instance is active')
 end
 
-local at = put_blobs(blobPrefix, ARGV, 4)
-
+local nBlobs = tonumber(ARGV[4])
+local at = 5 + 2 * nBlobs
 local nAcks = tonumber(ARGV[at])
 local acks = {}
 for i = 1, nAcks do acks[i] = ARGV[at + i] end
 at = at + nAcks + 1
+if nAcks > 0 and redis.call('XACK', KEYS[1], group, unpack(acks)) == 0 then return false end
+put_blobs(blobPrefix, ARGV, 4)
 
 local ids = {}
 local nAppends = tonumber(ARGV[at])
@@ -41,5 +45,4 @@ for _ = 1, nOps do
   at = at + 3 + nArgs
 end
 
-if nAcks > 0 then redis.call('XACK', KEYS[1], group, unpack(acks)) end
 return ids
