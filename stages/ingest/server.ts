@@ -115,13 +115,13 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     return reply.code(results.every((r) => r.duplicate) ? 200 : 202).send({ results, request_id: req.id });
   });
 
-  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/health', async (req) => ({ status: 'ok', request_id: req.id }));
 
   app.get('/ready', async (req, reply) => {
     const why = await readiness(redis, backlogWatch, notReady);
     return reply
       .code(why ? 503 : 200)
-      .send(why ? { status: 'not_ready', reason: why, request_id: req.id } : { status: 'ready' });
+      .send({ status: why ? 'not_ready' : 'ready', ...(why ? { reason: why } : {}), request_id: req.id });
   });
 
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
@@ -178,7 +178,9 @@ function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply)
   ingestMetrics.rejected.inc({ reason: code });
   if (status === 500) req.log.error({ err }, 'request failed');
   const message = status === 500 ? 'internal error' : err.message;
-  return reply.code(status).send({ error: code, message, request_id: req.id });
+  // Faults of the body as a whole (malformed JSON, too large) are reported like field errors.
+  const errors = status === 400 || status === 413 ? { errors: [{ field: '(body)', message }] } : {};
+  return reply.code(status).send({ error: code, message, ...errors, request_id: req.id });
 }
 
 interface BacklogWatch {

@@ -11,6 +11,22 @@ export type TrustExtension =
   | { kind: 'subtopic'; target_topic_id: string };
 
 export type TopologyEvent =
-  | { event_type: 'space.created'; space_id: string; topic_id: string; space_type: SpaceType; meta: EventMeta }
-  | { event_type: 'space.trust_extended'; source_space_id: string; extension: TrustExtension; meta: EventMeta }
-  | { event_type: 'space.trust_revoked'; source_space_id: string; extension: TrustExtension; meta: EventMeta };
+  | {
+      event_type: 'space.created';
+      space_id: string;
+      topic_id: string;
+      space_type: SpaceType;
+      meta: EventMeta;
+    }
+  | {
+      event_type: 'space.trust_extended';
+      source_space_id: string;
+      extension: TrustExtension;
+      meta: EventMeta;
+    }
+  | {
+      event_type: 'space.trust_revoked';
+      source_space_id: string;
+      extension: TrustExtension;
+      meta: EventMeta;
+    };

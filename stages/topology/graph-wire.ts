@@ -47,7 +47,14 @@ export function toWire(graph: CanonicalGraph): GraphWire {
 export function fromWire(wire: GraphWire, interner = new TreeInterner()): CanonicalGraph {
   const built: TreeNode[] = [];
   for (const [space, edge, topic, children] of wire.nodes) {
-    built.push(interner.node(space, edge, topic === '' ? null : topic, children.map((i) => built[i]!)));
+    built.push(
+      interner.node(
+        space,
+        edge,
+        topic === '' ? null : topic,
+        children.map((i) => built[i]!),
+      ),
+    );
   }
   const tree = built[built.length - 1];
   if (!tree) throw new Error(`graph of root ${wire.root_id} has no nodes`);

@@ -2,7 +2,7 @@
  * Canonical trees with structural sharing: every distinct subtree exists once (hash-consed),
  * so equal subtrees are the same object and comparing two trees is comparing two references.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export type EdgeKind = 'root' | 'verified' | 'related' | 'topic';
 
@@ -29,23 +29,42 @@ export interface EventMeta {
 
 /** Interns nodes: one object per distinct (space, edge, topic, children) structure. */
 export class TreeInterner {
-  private readonly table = new Map<string, TreeNode>();
+  /** Keyed by the node's hash: a short key, and enough to re-add a node when retaining. */
+  private table = new Map<string, TreeNode>();
 
   node(space: string, edge: EdgeKind, topic: string | null, children: readonly TreeNode[]): TreeNode {
     let key = `${space}|${edge}|${topic ?? ''}`;
     for (const c of children) key += `|${c.hash}`;
-    const found = this.table.get(key);
+    const digest = hash('sha256', key, 'hex').slice(0, 32);
+    const found = this.table.get(digest);
     if (found) return found;
     let size = 1;
     for (const c of children) size += c.size;
-    const hash = createHash('sha256').update(key).digest('hex').slice(0, 32);
-    const made: TreeNode = { space, edge, topic, children, hash, size };
-    this.table.set(key, made);
+    const made: TreeNode = { space, edge, topic, children, hash: digest, size };
+    this.table.set(digest, made);
     return made;
   }
 
   get distinct(): number {
     return this.table.size;
+  }
+
+  /**
+   * Forgets every node not in the given trees, so the table follows what is still in use
+   * instead of everything ever built. Nodes dropped here stay valid; an equal node built later
+   * is a new object with the same hash.
+   */
+  retain(trees: Iterable<TreeNode>): void {
+    const table = new Map<string, TreeNode>();
+    const stack: TreeNode[] = [];
+    for (const tree of trees) {
+      for (let n: TreeNode | undefined = tree; n; n = stack.pop()) {
+        if (table.has(n.hash)) continue;
+        table.set(n.hash, n);
+        for (const c of n.children) stack.push(c);
+      }
+    }
+    this.table = table;
   }
 }
 
