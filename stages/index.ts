@@ -1,6 +1,7 @@
 /** The stages of the pipeline, in order. `ingest` is the HTTP door; the others are stream workers. */
 import type { StageFactory } from '../pipeline/stage.ts';
 import { createCanonical } from './canonical/index.ts';
+import { createEmit } from './emit/index.ts';
 import { createSerialize } from './serialize/index.ts';
 import { createTransitive } from './transitive/index.ts';
 import { createValidate } from './validate/index.ts';
@@ -10,6 +11,7 @@ export const workerStages: Record<string, StageFactory> = {
   transitive: createTransitive,
   canonical: createCanonical,
   serialize: createSerialize,
+  emit: createEmit,
 };
 
 export const stageNames = ['ingest', ...Object.keys(workerStages)];

@@ -11,6 +11,7 @@ import { jsonView, textView } from '../../stages/canonical/show.ts';
 import { canonicalStore, readCurrent } from '../../stages/canonical/store.ts';
 import { stageNames } from '../../stages/index.ts';
 import { normalizeHex } from '../../stages/topology/ids.ts';
+import { kafkaInit, tail } from './output.ts';
 import { runStages, UsageError } from './process.ts';
 
 const program = new Command('atlas')
@@ -169,6 +170,26 @@ program
     if (!current) throw new UsageError(`no canonical graph emitted for root ${root} yet`);
     const { graph, emitted } = current;
     process.stdout.write(`${opts.json ? jsonView(graph, emitted.sequence_number) : textView(graph, emitted.sequence_number)}\n`);
+  });
+
+const kafka = program.command('kafka').description('the Kafka output');
+kafka
+  .command('init')
+  .description('create the output topic (KAFKA_TOPIC_CANONICAL) with the pipeline settings when missing')
+  .action(async () => {
+    console.log(await kafkaInit(loadConfig()));
+  });
+
+program
+  .command('tail')
+  .description('decode and print the output messages (Kafka, or the Redis stream sink without KAFKA_BROKER)')
+  .option('--from-beginning', 'start at the oldest message still kept')
+  .option('--root <id>', 'only this root')
+  .option('--exit', 'stop after what is there now instead of following')
+  .action(async (opts: { fromBeginning?: boolean; root?: string; exit?: boolean }) => {
+    const root = opts.root === undefined ? undefined : normalizeHex(opts.root, 16);
+    if (root === null) throw new UsageError(`not a space id: ${opts.root}`);
+    await tail(loadConfig(), { ...opts, root });
   });
 
 program

@@ -86,3 +86,26 @@ export function distinctPostorder(root: TreeNode): TreeNode[] {
   }
   return order;
 }
+
+/** Builds the shared-subtree form of an expanded JSON tree (iteratively: trees can be very deep). */
+export function fromJsonTree(
+  root: { space_id: string; edge: EdgeKind; topic_id?: string | null; children: unknown[] },
+  interner = new TreeInterner(),
+): TreeNode {
+  type Json = typeof root;
+  const stack: Array<{ json: Json; built: TreeNode[] }> = [{ json: root, built: [] }];
+  for (;;) {
+    const top = stack[stack.length - 1]!;
+    const next = top.json.children[top.built.length] as Json | undefined;
+    if (next) {
+      stack.push({ json: next, built: [] });
+      continue;
+    }
+    const { json, built } = top;
+    const node = interner.node(json.space_id, json.edge, json.edge === 'topic' ? (json.topic_id ?? null) : null, built);
+    stack.pop();
+    const parent = stack[stack.length - 1];
+    if (!parent) return node;
+    parent.built.push(node);
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Bounded read of a topic: offsets [start, end) of each partition, keys and the sequence-number
+ * header only, with a throwaway consumer group (kafkajs has no group-less consumer) that commits
+ * nothing and is deleted afterwards. kafkajs holds a seek until the partition is assigned and
+ * applies it before the next fetch; reading more than the range is harmless anyway, since the
+ * answer is a maximum.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+
+export const SEQUENCE_HEADER = 'sequence-number';
+
+export interface PartitionRange {
+  partition: number;
+  /** At most `end`. */
+  start: bigint;
+  /** The high watermark when the read began: where it stops. */
+  end: bigint;
+}
+
+export interface ReadBack {
+  kafka: Kafka;
+  /** Deletes the consumer group afterwards. */
+  admin: Admin;
+  /** Names the throwaway consumer group: `<clientId>-read-back-<uuid>`. */
+  clientId: string;
+  topic: string;
+  ranges: readonly PartitionRange[];
+  /** Fails once no batch has arrived for this long: a long read is fine, a stuck one is not. */
+  stallMs: number;
+}
+
+/** Highest sequence-number header per key (hex) in the ranges; later messages may add to it. */
+export async function readLastSequences(read: ReadBack): Promise<Map<string, bigint>> {
+  const { kafka, admin, clientId, topic, ranges, stallMs } = read;
+  const last = new Map<string, bigint>();
+  const pending = new Map(ranges.filter((r) => r.start < r.end).map((r) => [r.partition, r.end]));
+  if (pending.size === 0) return last;
+  const groupId = `${clientId}-read-back-${randomUUID()}`;
+  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 250 });
+  const stall = watchdog(
+    stallMs,
+    () => `reading back ${topic}: partitions ${[...pending.keys()]} unfinished`,
+  );
+  const finished = new Promise<void>((resolve, reject) => {
+    // Fires after every batch, also those kafkajs filters out before eachBatch (compacted, control).
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      stall.rearm();
+      const end = pending.get(payload.partition);
+      if (end !== undefined && BigInt(payload.lastOffset) + 1n >= end) pending.delete(payload.partition);
+      if (pending.size === 0) resolve();
+    });
+    consumer.on(consumer.events.CRASH, ({ payload }) => reject(payload.error));
+  });
+  const consume = async () => {
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        for (const message of batch.messages) record(last, message);
+      },
+    });
+    // A partition with nothing to read (start = end) waits at its end.
+    for (const { partition, start } of ranges) consumer.seek({ topic, partition, offset: String(start) });
+    await finished;
+  };
+  try {
+    await Promise.race([consume(), finished, stall.expired]);
+  } finally {
+    stall.stop();
+    await consumer.disconnect();
+    // Best effort: the broker drops an empty group without offsets by itself, within 10 minutes.
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+  }
+  return last;
+}
+
+/** A timer that fails `expired` unless re-armed in time. */
+function watchdog(ms: number, what: () => string) {
+  let fail: (err: Error) => void = () => undefined;
+  const expired = new Promise<never>((_, reject) => {
+    fail = reject;
+  });
+  let timer = setTimeout(() => undefined, 0);
+  const rearm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fail(new Error(`${what()}: no progress for ${ms} ms`)), ms);
+  };
+  rearm();
+  return { expired, rearm, stop: () => clearTimeout(timer) };
+}
+
+function record(last: Map<string, bigint>, message: KafkaMessage): void {
+  const header = message.headers?.[SEQUENCE_HEADER];
+  const text = String(Array.isArray(header) ? header.at(-1) : (header ?? ''));
+  // Not one of ours (someone else wrote to the topic): it has no place in the sequence.
+  if (message.key?.length !== 16 || !/^[0-9]{1,20}$/.test(text)) return;
+  const root = message.key.toString('hex');
+  const seq = BigInt(text);
+  if (seq > (last.get(root) ?? -1n)) last.set(root, seq);
+}

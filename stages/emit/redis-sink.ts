@@ -1,0 +1,99 @@
+/**
+ * Redis stream sink: the output when there is no Kafka broker (development, demos, tests). One
+ * entry per message with fields root, seq, value (the protobuf bytes) and traceparent. A batch is
+ * one MULTI, so it lands whole or not at all; only a lost reply leaves the outcome unknown. The
+ * stream is never trimmed: it is the record of what was published, and lastSequences() reads it.
+ */
+import type { Redis } from 'ioredis';
+import { type OutMessage, onlyRoots, rootsOf, type Sink, traceparentOf, unpublished } from './sink.ts';
+
+const PAGE = 1000;
+
+export class RedisSink implements Sink {
+  private readonly redis: Redis;
+  private readonly key: string;
+  /** The newest entry when this instance last knew for sure: anything it wrote since is newer. */
+  private confirmed = '0-0';
+  /** A write failed: it may have landed all the same. */
+  private uncertain = false;
+
+  /** `redis` stays the caller's: stop() does not close it. */
+  constructor(redis: Redis, key: string) {
+    this.redis = redis;
+    this.key = key;
+  }
+
+  async start(): Promise<void> {
+    const [newest] = await this.redis.xrevrange(this.key, '+', '-', 'COUNT', 1);
+    this.confirmed = newest?.[0] ?? '0-0';
+  }
+
+  /**
+   * Scans from the newest entry back, to the entry `after` (exclusive) or the start; with `roots`,
+   * only until each has been seen (a root's newest entry is its highest sequence).
+   */
+  async lastSequences(roots?: readonly string[], after = '0-0'): Promise<Map<string, bigint>> {
+    const found = new Map<string, bigint>();
+    const seenAll = () => roots?.every((r) => found.has(r)) ?? false;
+    let end = '+';
+    for (;;) {
+      const page = await this.redis.xrevrangeBuffer(this.key, end, `(${after}`, 'COUNT', PAGE);
+      for (const [, fields] of page) record(found, fields);
+      const oldest = page.at(-1);
+      if (!oldest || page.length < PAGE || seenAll()) break;
+      end = `(${oldest[0].toString()}`;
+    }
+    return onlyRoots(found, roots);
+  }
+
+  async publish(messages: readonly OutMessage[]): Promise<void> {
+    let batch = messages;
+    if (this.uncertain) {
+      batch = unpublished(messages, await this.lastSequences(rootsOf(messages), this.confirmed));
+      this.uncertain = false;
+    }
+    if (batch.length === 0) return;
+    const multi = this.redis.multi();
+    for (const m of batch) {
+      const value = Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength);
+      const seq = m.sequenceNumber.toString();
+      multi.xadd(
+        this.key,
+        '*',
+        'root',
+        m.rootId,
+        'seq',
+        seq,
+        'value',
+        value,
+        'traceparent',
+        traceparentOf(m.traceparent),
+      );
+    }
+    try {
+      const replies = await multi.exec();
+      if (!replies) throw new Error('MULTI aborted');
+      const failed = replies.find(([err]) => err);
+      if (failed) throw failed[0];
+      this.confirmed = String(replies.at(-1)![1]);
+    } catch (err) {
+      this.uncertain = true;
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {}
+}
+
+function record(found: Map<string, bigint>, fields: Buffer[]): void {
+  let root: string | undefined;
+  let seq: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!.toString();
+    if (name === 'root') root = fields[i + 1]!.toString();
+    else if (name === 'seq') seq = fields[i + 1]!.toString();
+  }
+  if (root === undefined || seq === undefined || !/^[0-9]{1,20}$/.test(seq)) return;
+  const n = BigInt(seq);
+  if (n > (found.get(root) ?? -1n)) found.set(root, n);
+}

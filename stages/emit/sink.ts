@@ -1,0 +1,58 @@
+/** Where the emit stage publishes CanonicalGraphUpdated: Kafka, or a Redis stream without a broker. */
+import { randomBytes } from 'node:crypto';
+
+export interface OutMessage {
+  /** 32 lowercase hex chars. */
+  rootId: string;
+  sequenceNumber: bigint;
+  /** The encoded CanonicalGraphUpdated. */
+  value: Uint8Array;
+  /** W3C trace context of the event that caused the message; a new trace is started when missing. */
+  traceparent?: string;
+}
+
+export interface Sink {
+  start(): Promise<void>;
+  /**
+   * Highest sequence_number already published per root, read back from the output itself;
+   * only for `roots` when given.
+   */
+  lastSequences(roots?: readonly string[]): Promise<Map<string, bigint>>;
+  /**
+   * Publishes in order and resolves once durably written. Throws on failure. Calling it again with
+   * the same messages is safe: after a failure the sink reads back what landed and skips it.
+   */
+  publish(messages: readonly OutMessage[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Messages the output does not hold yet, given the last sequence published per root. */
+export function unpublished(
+  messages: readonly OutMessage[],
+  last: ReadonlyMap<string, bigint>,
+): OutMessage[] {
+  return messages.filter((m) => m.sequenceNumber > (last.get(m.rootId) ?? 0n));
+}
+
+export function rootsOf(messages: readonly OutMessage[]): string[] {
+  return [...new Set(messages.map((m) => m.rootId))];
+}
+
+export function onlyRoots(found: Map<string, bigint>, roots?: readonly string[]): Map<string, bigint> {
+  if (!roots) return found;
+  const kept = new Map<string, bigint>();
+  for (const root of roots) {
+    const seq = found.get(root);
+    if (seq !== undefined) kept.set(root, seq);
+  }
+  return kept;
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+/** The given traceparent when valid (W3C Trace Context), else the start of a new, unsampled trace. */
+export function traceparentOf(given: string | undefined): string {
+  const parts = given ? TRACEPARENT.exec(given) : null;
+  if (parts && parts[1] !== 'ff' && !/^0+$/.test(parts[2]!) && !/^0+$/.test(parts[3]!)) return given!;
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-00`;
+}
