@@ -22,6 +22,15 @@ export class BlobError extends Error {
   }
 }
 
+/** Whether a flat field list carries blob references (so the scripts count them). */
+export function hasBlobRefs(flat: readonly (string | Buffer)[]): boolean {
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i];
+    if (typeof name === 'string' && name.endsWith(BLOB_SUFFIX)) return true;
+  }
+  return false;
+}
+
 /** Replaces large fields by references; returns the flat field list and the blobs to store. */
 export function checkFields(
   fields: Record<string, string | Buffer>,

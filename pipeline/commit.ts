@@ -3,7 +3,7 @@
  * acknowledgements of its inputs — and applies it as one atomic script (commit.lua).
  */
 import type { Redis } from 'ioredis';
-import { type Blob, checkFields } from './claim-check.ts';
+import { type Blob, checkFields, hasBlobRefs } from './claim-check.ts';
 import type { Fields } from './entry.ts';
 import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
@@ -84,7 +84,7 @@ export class Commit {
     for (const { sha, bytes } of this.blobs.values()) args.push(sha, bytes);
     args.push(this.acks.length, ...this.acks);
     args.push(this.appends.length);
-    for (const { key, flat } of this.appends) args.push(index(key), flat.length, ...flat);
+    for (const { key, flat } of this.appends) args.push(index(key), hasBlobRefs(flat) ? 1 : 0, flat.length, ...flat);
     args.push(this.ops.length);
     for (const { op, key, args: a } of this.ops) args.push(op, index(key), a.length, ...a);
     return (await runScript(redis, 'commit', keyList, args)) as string[] | null;

@@ -26,6 +26,7 @@ export const settings = {
     'Key prefix; keys are `{prefix}:…`',
   ],
   ATLAS_HTTP_PORT: [int(8080), 'Port of the ingest HTTP door (and /metrics)'],
+  ATLAS_HTTP_HOST: [z.string().min(1).default('0.0.0.0'), 'Address the HTTP door binds (127.0.0.1 keeps it local)'],
   ATLAS_METRICS_PORT: [int(0), 'Port for /metrics of processes without the HTTP door (0 = none)'],
   LOG_LEVEL: [
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -2,7 +2,7 @@
 -- idempotency key was accepted within the window, report the first acceptance; otherwise
 -- take the next dense global seq, XADD, and remember the key.
 -- KEYS: 1 stream, 2 seq counter, 3 blob refs
--- ARGV: windowSeconds, dedupPrefix, blobPrefix, nBlobs {sha bytes}, nEvents {key nFields {f v}}
+-- ARGV: windowSeconds, dedupPrefix, blobPrefix, nBlobs {sha bytes}, nEvents {key hasRefs nFields {f v}}
 -- Returns per event {seq, streamId, duplicate(0|1)}; the entry gets fields seq first, then the given ones.
 --@include lib/blobs.lua
 
@@ -12,19 +12,19 @@ local n = tonumber(ARGV[at])
 at = at + 1
 local results = {}
 for i = 1, n do
-  local dedupKey, nFields = dedupPrefix .. ARGV[at], tonumber(ARGV[at + 1])
+  local dedupKey, hasRefs, nFields = dedupPrefix .. ARGV[at], ARGV[at + 1] == '1', tonumber(ARGV[at + 2])
+  local from, to = at + 3, at + 2 + nFields
   local first = redis.call('GET', dedupKey)
   if first then
     local sep = string.find(first, ' ', 1, true)
     results[i] = { tonumber(string.sub(first, 1, sep - 1)), string.sub(first, sep + 1), 1 }
   else
     local seq = redis.call('INCR', KEYS[2])
-    local fields = { 'seq', tostring(seq) }
-    for j = 1, nFields do fields[2 + j] = ARGV[at + 1 + j] end
-    local id = append(KEYS[1], fields, KEYS[3])
+    if hasRefs then count_refs(ARGV, from, to, KEYS[3]) end
+    local id = redis.call('XADD', KEYS[1], '*', 'seq', seq, unpack(ARGV, from, to))
     redis.call('SET', dedupKey, seq .. ' ' .. id, 'EX', window)
     results[i] = { seq, id, 0 }
   end
-  at = at + 2 + nFields
+  at = to + 1
 end
 return results

@@ -4,7 +4,7 @@
 -- already (a retry after a lost reply, or a consumer that lost a race to a takeover) writes
 -- nothing and returns false.
 -- KEYS: 1 input stream, 2 blob refs, 3 lease (or any key when unfenced), 4.. output/state keys
--- ARGV: group, fence, blobPrefix, nBlobs {sha bytes}, nAcks {id}, nAppends {keyIdx nFields {f v}},
+-- ARGV: group, fence, blobPrefix, nBlobs {sha bytes}, nAcks {id}, nAppends {keyIdx hasRefs nFields {f v}},
 --       nOps {op keyIdx nArgs {arg}}
 --@include lib/blobs.lua
 
@@ -26,11 +26,11 @@ local ids = {}
 local nAppends = tonumber(ARGV[at])
 at = at + 1
 for i = 1, nAppends do
-  local key, nFields = KEYS[tonumber(ARGV[at])], tonumber(ARGV[at + 1])
-  local fields = {}
-  for j = 1, nFields do fields[j] = ARGV[at + 1 + j] end
-  ids[i] = append(key, fields, KEYS[2])
-  at = at + 2 + nFields
+  local key, hasRefs, nFields = KEYS[tonumber(ARGV[at])], ARGV[at + 1] == '1', tonumber(ARGV[at + 2])
+  local from, to = at + 3, at + 2 + nFields
+  if hasRefs then count_refs(ARGV, from, to, KEYS[2]) end
+  ids[i] = redis.call('XADD', key, '*', unpack(ARGV, from, to))
+  at = to + 1
 end
 
 local allowed = { HSET = true, HDEL = true, SET = true, DEL = true, SADD = true, SREM = true }

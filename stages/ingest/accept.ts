@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { checkFields, type Blob } from '../../pipeline/claim-check.ts';
+import { type Blob, checkFields } from '../../pipeline/claim-check.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { runScript } from '../../pipeline/scripts.ts';
@@ -23,10 +23,25 @@ export interface AcceptOptions {
   claimCheckBytes: number;
 }
 
+const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
+
+// Fresh ids come from a pool of random bytes refilled 256 requests at a time: one
+// randomBytes call per request costs more than the rest of the id work together.
+const ID_BYTES = 24;
+const POOL_BYTES = ID_BYTES * 256;
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+
 /** A W3C traceparent: the caller's when valid, else a fresh sampled one. */
 export function traceparentFor(header: string | undefined): string {
-  if (header && /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/.test(header)) return header;
-  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+  if (header && TRACEPARENT.test(header)) return header;
+  if (poolAt + ID_BYTES > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    poolAt = 0;
+  }
+  const at = poolAt;
+  poolAt += ID_BYTES;
+  return `00-${pool.toString('hex', at, at + 16)}-${pool.toString('hex', at + 16, at + ID_BYTES)}-01`;
 }
 
 export async function accept(
@@ -54,7 +69,7 @@ export async function accept(
       opts.claimCheckBytes,
     );
     blobs.push(...checked.blobs);
-    perEvent.push(e.event_id, checked.flat.length, ...checked.flat);
+    perEvent.push(e.event_id, checked.blobs.length > 0 ? 1 : 0, checked.flat.length, ...checked.flat);
   }
   const { keys } = opts;
   const args: (string | number | Buffer)[] = [

@@ -18,7 +18,7 @@ export function ingestComponent(
     start: async () => {
       if (!(await whenReady(redis, 5000)))
         log.warn({ url: config.REDIS_URL }, 'Redis not reachable yet; answering 503 until it is');
-      const address = await app.listen({ port: config.ATLAS_HTTP_PORT, host: '0.0.0.0' });
+      const address = await app.listen({ port: config.ATLAS_HTTP_PORT, host: config.ATLAS_HTTP_HOST });
       log.info({ address }, 'ingest listening');
     },
     stop: async () => {

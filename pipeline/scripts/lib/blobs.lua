@@ -15,6 +15,14 @@ local function is_blob_field(name)
   return string.sub(name, -5) == '@blob'
 end
 
+-- Counts the references among the field/value pairs args[from..to]; callers skip it for
+-- entries known to carry none (the common case, and the door's hot path).
+local function count_refs(args, from, to, refsKey)
+  for i = from, to, 2 do
+    if is_blob_field(args[i]) then redis.call('HINCRBY', refsKey, args[i + 1], 1) end
+  end
+end
+
 local function append(stream, fields, refsKey)
   for i = 1, #fields, 2 do
     if is_blob_field(fields[i]) then redis.call('HINCRBY', refsKey, fields[i + 1], 1) end
