@@ -3,17 +3,19 @@
  * and a bad one stops the process naming each bad setting (exit 2).
  */
 import { z } from 'zod';
+import { normalizeHex } from './hex.ts';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const roots = z
   .string()
   .default('')
-  .transform((s) =>
-    s
-      .split(',')
-      .map((r) => r.trim())
-      .filter((r) => r.length > 0),
-  );
+  .transform((list, ctx) => {
+    const ids = list.split(',').map((r) => r.trim()).filter((r) => r.length > 0);
+    const normal = ids.map((id) => normalizeHex(id, 16));
+    const bad = ids.filter((_, i) => normal[i] === null);
+    if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `not 16-byte space ids: ${bad.join(', ')}` });
+    return [...new Set(normal as string[])];
+  });
 
 /** name → [schema, description]; the README's configuration table is printed from this. */
 export const settings = {
@@ -72,11 +74,17 @@ export const settings = {
 type Settings = typeof settings;
 export type Config = { [K in keyof Settings]: z.output<Settings[K][0]> };
 
-const schema = z.object(
-  Object.fromEntries(Object.entries(settings).map(([k, [s]]) => [k, s])) as {
-    [K in keyof Settings]: Settings[K][0];
-  },
-);
+const schema = z
+  .object(
+    Object.fromEntries(Object.entries(settings).map(([k, [s]]) => [k, s])) as {
+      [K in keyof Settings]: Settings[K][0];
+    },
+  )
+  // A worker waits out its blocking read before it stops: that read must fit in the stop bound.
+  .refine((c) => c.ATLAS_BLOCK_MS < c.ATLAS_SHUTDOWN_MS, {
+    path: ['ATLAS_BLOCK_MS'],
+    message: 'must be below ATLAS_SHUTDOWN_MS, or a graceful stop cannot finish in time',
+  });
 
 export class ConfigError extends Error {}
 

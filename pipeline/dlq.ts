@@ -89,15 +89,12 @@ export async function redrive(
   return done;
 }
 
-export async function purge(redis: Redis, keys: Keys, ids: string[]): Promise<number> {
-  let dropped = 0;
-  for (let i = 0; i < ids.length; i += 500) {
-    dropped += (await runScript(
-      redis,
-      'dlq-drop',
-      [keys.dlq, keys.blobRefs],
-      [keys.blob(''), ...ids.slice(i, i + 500)],
-    )) as number;
+/** Deletes dead letters for good; returns the ids that were there. */
+export async function purge(redis: Redis, keys: Keys, ids: string[]): Promise<string[]> {
+  const dropped: string[] = [];
+  for (const id of ids) {
+    const gone = (await runScript(redis, 'dlq-drop', [keys.dlq, keys.blobRefs], [keys.blob(''), id])) as number;
+    if (gone > 0) dropped.push(id);
   }
   return dropped;
 }

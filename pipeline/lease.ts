@@ -18,7 +18,9 @@ export class Lease {
   onLost: () => void = () => {};
 
   constructor(redis: Redis, key: string, ttlMs: number, holder: string) {
-    this.redis = redis;
+    // A connection of its own: on the worker's, a renewal would queue behind a blocking
+    // XREADGROUP (up to ATLAS_BLOCK_MS) and a short lease would lapse while its holder idles.
+    this.redis = redis.duplicate({ connectionName: 'atlas-lease' });
     this.key = key;
     this.ttlMs = ttlMs;
     this.holder = holder;
@@ -35,6 +37,7 @@ export class Lease {
       )) as string | null;
       if (token) {
         this.token = String(token);
+        clearInterval(this.timer); // a renewal timer of an earlier term must not live on
         this.timer = setInterval(() => void this.renew(), Math.max(100, Math.floor(this.ttlMs / 3)));
         return true;
       }
@@ -44,9 +47,12 @@ export class Lease {
   }
 
   private async renew(): Promise<void> {
+    const token = this.token;
+    if (!token) return;
     try {
-      const ok = await runScript(this.redis, 'lease-renew', [this.key], [this.token!, this.ttlMs]);
-      if (ok === 0) this.lost();
+      const ok = await runScript(this.redis, 'lease-renew', [this.key], [token, this.ttlMs]);
+      // A late answer for an earlier term must not end the current one.
+      if (ok === 0 && this.token === token) this.lost();
     } catch {
       // Redis unreachable: keep trying; if the lease lapses meanwhile the fence stops our writes.
     }
@@ -58,10 +64,12 @@ export class Lease {
     this.onLost();
   }
 
+  /** Gives the lease up (if still ours) and closes the lease's connection: call once, at the end. */
   async release(): Promise<void> {
     clearInterval(this.timer);
     if (this.token) await runScript(this.redis, 'lease-release', [this.key], [this.token]).catch(() => {});
     this.token = undefined;
+    this.redis.disconnect();
   }
 
   async holderName(): Promise<string | null> {

@@ -30,14 +30,22 @@ export function connectFailFast(url: string, name: string): Redis {
 }
 
 /** Waits for the first connection of a fail-fast client (it refuses commands until then). */
-export function whenReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+export function whenReady(redis: Redis, timeoutMs: number, failOnRefusal = false): Promise<boolean> {
   if (redis.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    redis.once('ready', () => {
+    const done = (ok: boolean) => {
       clearTimeout(timer);
-      resolve(true);
-    });
+      redis.off('ready', onReady);
+      redis.off('error', onError);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const onError = (err: Error) => {
+      if (failOnRefusal && /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH/.test(err.message)) done(false);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    redis.on('ready', onReady);
+    redis.on('error', onError);
   });
 }
 

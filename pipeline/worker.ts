@@ -45,6 +45,11 @@ export class Worker {
   private paused = false;
   /** Some of our own pending entries are not in memory: read our PEL again. */
   private spilled = false;
+  /** Where the current pass over our own PEL stands ('-' = no pass under way). */
+  private ownFrom = '-';
+  private spilledInPass = false;
+  /** Something happened since the last pass began that may let a new pass get further. */
+  private moved = true;
   private takeOverAll = false;
   private lastHousekeeping = 0;
   private lastClaim = 0;
@@ -122,7 +127,7 @@ export class Worker {
     // The previous holder is gone (we hold its lease): its pending entries are ours at once.
     this.takeOverAll = this.stage.singleton === true;
     this.lastClaim = 0;
-    this.spilled = true;
+    this.rereadOwn();
     return true;
   }
 
@@ -176,7 +181,7 @@ export class Worker {
     await this.stage.reset?.();
     if (this.stage.order) this.reseq = await this.restoreOrder().catch(() => this.reseq);
     // The batch in flight is still pending under our name: read it again.
-    this.spilled = true;
+    this.rereadOwn();
     await sleep(backoffMs(this.failures++));
   }
 
@@ -192,7 +197,17 @@ export class Worker {
     }
   }
 
-  /** Stale entries of dead consumers first, then entries this worker spilled, then new ones. */
+  /** Our whole PEL is to be read again (after a failed step, or on becoming active). */
+  private rereadOwn(): void {
+    this.spilled = true;
+    this.ownFrom = '-';
+    this.moved = true;
+  }
+
+  /**
+   * Stale entries of dead consumers first, then our own pending entries that are not in memory
+   * (page by page, one pass over our PEL), then new ones.
+   */
   private async nextEntries(): Promise<Entry[]> {
     const now = Date.now();
     if (now - this.lastClaim >= this.config.ATLAS_CLAIM_IDLE_MS / 2) {
@@ -201,20 +216,33 @@ export class Worker {
       this.takeOverAll = false;
       this.lastClaim = now;
     }
-    if (this.spilled && !this.reseq?.full) {
-      this.spilled = false;
-      const own = await this.read('0');
-      if (own.length > 0) return this.withDeliveries(own);
+    // A pass runs to its end even with a full re-sequencer: the entry it waits for may be among
+    // the spilled ones, and that one is always accepted. A new pass only starts once the order
+    // has moved (or a step failed): before that it would spill the same entries again.
+    if (this.spilled && (this.ownFrom !== '-' || this.moved)) {
+      if (this.ownFrom === '-') {
+        this.moved = false;
+        this.spilledInPass = false;
+      }
+      const own = await this.readOwn(this.ownFrom);
+      if (own.length > 0) {
+        this.ownFrom = `(${own[own.length - 1]!.id}`;
+        return own;
+      }
+      this.ownFrom = '-';
+      this.spilled = this.spilledInPass;
+      if (this.spilled && this.moved) return []; // another pass can get further: no blocking read
     }
-    if (this.paused || this.reseq?.full) {
+    if (this.paused) {
       await sleep(Math.min(200, this.config.ATLAS_BLOCK_MS));
       return [];
     }
-    return this.read('>');
+    // A full re-sequencer keeps reading too: the entry it waits for may be next in the stream;
+    // whatever does not fit spills (stays pending under our name, for a later pass).
+    return this.read();
   }
 
-  private async read(from: '>' | '0'): Promise<Entry[]> {
-    const block = from === '>' ? ['BLOCK', this.config.ATLAS_BLOCK_MS] : [];
+  private async read(): Promise<Entry[]> {
     const reply = (await this.redis.callBuffer(
       'XREADGROUP',
       'GROUP',
@@ -222,12 +250,52 @@ export class Worker {
       this.consumer,
       'COUNT',
       this.config.ATLAS_BATCH_SIZE,
-      ...block,
+      'BLOCK',
+      this.config.ATLAS_BLOCK_MS,
       'STREAMS',
       this.inputKey,
-      from,
+      '>',
     )) as [Buffer, [Buffer, Buffer[]][]][] | null;
     return parseEntries(reply?.[0]?.[1] ?? null);
+  }
+
+  /**
+   * The next page of our own pending entries after `from` ('-' or an exclusive '(id'). Read with
+   * XRANGE, not XREADGROUP: re-reading our own PEL must not count as another delivery, or
+   * entries spilled by the re-sequencer (read again on every pass) would end up as poison.
+   */
+  private async readOwn(from: string): Promise<Entry[]> {
+    for (let start = from; ; ) {
+      const rows = (await this.redis.xpending(
+        this.inputKey,
+        this.group,
+        start,
+        '+',
+        this.config.ATLAS_BATCH_SIZE,
+        this.consumer,
+      )) as [string, string, number, number][];
+      if (rows.length === 0) return [];
+      const pipeline = this.redis.pipeline();
+      for (const [id] of rows) pipeline.xrangeBuffer(this.inputKey, id, id);
+      const replies = (await pipeline.exec()) ?? [];
+      const entries: Entry[] = [];
+      const deleted: string[] = [];
+      for (const [i, [id, , , count]] of rows.entries()) {
+        const [err, raw] = replies[i] ?? [];
+        if (err) throw err;
+        const [entry] = parseEntries(raw as [Buffer, Buffer[]][]);
+        if (!entry) {
+          deleted.push(id);
+          continue;
+        }
+        entry.deliveries = Number(count);
+        entries.push(entry);
+      }
+      // Pending entries deleted from the stream have nothing left to process.
+      if (deleted.length > 0) await this.redis.xack(this.inputKey, this.group, ...deleted);
+      if (entries.length > 0) return entries;
+      start = `(${rows[rows.length - 1]![0]}`;
+    }
   }
 
   /**
@@ -245,7 +313,11 @@ export class Worker {
       '+',
       scan,
     )) as [string, string, number, number][];
-    const theirs = rows.filter((r) => r[1] !== this.consumer).slice(0, this.config.ATLAS_BATCH_SIZE);
+    const stale = rows.filter((r) => r[1] !== this.consumer).slice(0, this.config.ATLAS_BATCH_SIZE);
+    // An entry taken over before may be what killed its consumer: those are retried one at a
+    // time, so that a poison entry does not take the rest of its batch to the DLQ with it.
+    const retried = stale.findIndex((r) => Number(r[3]) > 1);
+    const theirs = retried === 0 ? stale.slice(0, 1) : retried > 0 ? stale.slice(0, retried) : stale;
     if (theirs.length === 0) return [];
     const reply = (await this.redis.callBuffer(
       'XCLAIM',
@@ -263,23 +335,6 @@ export class Worker {
     return entries;
   }
 
-  /** Delivery counts of re-delivered entries, for poison detection. */
-  private async withDeliveries(entries: Entry[]): Promise<Entry[]> {
-    const first = entries[0]!.id;
-    const last = entries[entries.length - 1]!.id;
-    const rows = (await this.redis.xpending(
-      this.inputKey,
-      this.group,
-      first,
-      last,
-      entries.length,
-      this.consumer,
-    )) as [string, string, number, number][];
-    const counts = new Map(rows.map((r) => [r[0], Number(r[3])]));
-    for (const e of entries) e.deliveries = counts.get(e.id) ?? e.deliveries;
-    return entries;
-  }
-
   private async process(entries: Entry[]): Promise<void> {
     const started = performance.now();
     metrics.entriesIn.inc({ stage: this.stage.name }, entries.length);
@@ -287,21 +342,27 @@ export class Worker {
     // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
     const pre = this.newCommit();
     const ordered = this.order(items, pre);
-    await this.persist(async () => {
+    const failed = await this.persist(async () => {
       const main = this.newCommit();
       try {
         await this.handleAll(ordered.items, main);
         this.checkpointOrder(main, ordered.advance);
         await this.commit(Commit.merge(pre, main));
-        this.reseq?.consume(ordered.advance);
+        this.consume(ordered.advance);
+        return false;
       } catch (err) {
         if (isTransient(err) || isFenced(err)) throw err;
         this.log.warn({ err }, 'batch failed; handling its entries one at a time');
         await this.stage.reset?.();
-        await this.commit(pre);
-        await this.isolate(ordered.items);
+        return true;
       }
     });
+    // Outside the batch's retry: a transient fault in there must not handle (and write) again
+    // the entries committed one at a time already.
+    if (failed) {
+      await this.persist(() => this.commit(pre));
+      await this.isolate(ordered.items);
+    }
     metrics.batchSeconds.observe({ stage: this.stage.name }, (performance.now() - started) / 1000);
   }
 
@@ -361,9 +422,16 @@ export class Worker {
         commit.ack(item.entry.id);
       } else if (verdict === 'spill') {
         this.spilled = true;
+        this.spilledInPass = true;
       }
     }
     return reseq.ready();
+  }
+
+  /** After a commit: the order moves on (and spilled entries may fit now). */
+  private consume(advance: Map<string, bigint>): void {
+    this.reseq?.consume(advance);
+    if (advance.size > 0) this.moved = true;
   }
 
   private checkpointOrder(commit: Commit, advance: Map<string, bigint>): void {
@@ -384,23 +452,26 @@ export class Worker {
     for (const item of items) {
       const advance = this.advanceFor(item.entry);
       for (let attempt = item.entry.deliveries; ; attempt++) {
-        const commit = this.newCommit();
         try {
-          await this.handleAll(
-            [attempt > this.config.ATLAS_MAX_DELIVERIES ? this.asPoison(item, attempt) : item],
-            commit,
-          );
-          this.checkpointOrder(commit, advance);
-          await this.commit(commit);
-          this.reseq?.consume(advance);
+          await this.persist(async () => {
+            const commit = this.newCommit();
+            await this.handleAll(
+              [attempt > this.config.ATLAS_MAX_DELIVERIES ? this.asPoison(item, attempt) : item],
+              commit,
+            );
+            this.checkpointOrder(commit, advance);
+            await this.commit(commit);
+          });
+          this.consume(advance);
           break;
         } catch (err) {
           if (isTransient(err) || isFenced(err)) throw err;
           await this.stage.reset?.();
           this.log.warn({ err, id: item.entry.id, attempt }, 'entry failed');
-          if (attempt >= this.config.ATLAS_MAX_DELIVERIES)
+          if (attempt >= this.config.ATLAS_MAX_DELIVERIES) {
             item.dead = { reason: 'handler_error', error: err };
-          else await sleep(backoffMs(attempt, 20, 1000));
+            item.entry.deliveries = attempt; // the DLQ's attempt count
+          } else await sleep(backoffMs(attempt, 20, 1000));
         }
       }
     }

@@ -26,7 +26,7 @@ async function withRedis<T>(
   const redis = connectFailFast(config.REDIS_URL, 'atlas-cli');
   redis.on('error', () => {});
   try {
-    if (!(await whenReady(redis, 3000))) throw new Error('ECONNREFUSED');
+    if (!(await whenReady(redis, 3000, true))) throw new Error('ECONNREFUSED');
     return await fn(redis, keys(config.ATLAS_PREFIX));
   } catch (err) {
     if (
@@ -130,9 +130,11 @@ dlq
   .option('--reason <code>')
   .description('put entries back on the stream their failed stage reads')
   .action(async (ids: string[], opts: { all?: boolean; stage?: string; reason?: string }) => {
-    const done = await withRedis(async (redis, k) => redrive(redis, k, await pick(ids, opts)));
+    const wanted = await pick(ids, opts);
+    const done = await withRedis((redis, k) => redrive(redis, k, wanted));
     for (const [id, stream, newId] of done) console.log(`${id} → ${stream} ${newId}`);
     console.log(`redriven: ${done.length}`);
+    failOnMissing(wanted, new Set(done.map(([id]) => id)));
   });
 dlq
   .command('purge')
@@ -142,9 +144,17 @@ dlq
   .option('--reason <code>')
   .description('delete entries from the dead-letter stream for good')
   .action(async (ids: string[], opts: { all?: boolean; stage?: string; reason?: string }) => {
-    const n = await withRedis(async (redis, k) => purge(redis, k, await pick(ids, opts)));
-    console.log(`purged: ${n}`);
+    const wanted = await pick(ids, opts);
+    const dropped = await withRedis((redis, k) => purge(redis, k, wanted));
+    console.log(`purged: ${dropped.length}`);
+    failOnMissing(wanted, new Set(dropped));
   });
+
+/** Names the ids that were not in the DLQ: an operator's typo must not pass as success. */
+function failOnMissing(wanted: string[], found: Set<string>): void {
+  const missing = wanted.filter((id) => !found.has(id));
+  if (missing.length > 0) throw new UsageError(`not in the dead-letter stream: ${missing.join(', ')}`);
+}
 
 async function pick(
   ids: string[],

@@ -1,0 +1,64 @@
+/**
+ * A lock on the shared Kafka broker across test processes (vitest workers, separate vitest runs,
+ * the e2e bench): tests that use the broker hold it shared, a test that stops the broker holds it
+ * exclusively, so it never takes the broker away under another e2e test. It is flock(1) on a file
+ * under .run/, held by a small child process: `flock` waits for the lock, prints a line, and
+ * keeps it for as long as its stdin is open — closing stdin releases it, and so does the death
+ * of the test process (the pipe closes), so a crashed run never leaves the lock behind.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { KAFKA_BROKER } from './e2e-kafka.ts';
+import { ROOT } from './processes.ts';
+
+const RUN_DIR = process.env.ATLAS_RUN_DIR ?? join(ROOT, '.run');
+
+/** The lock of the broker on a port (the shared test broker's by default). */
+export function brokerLockFile(port = Number(KAFKA_BROKER.split(',')[0]!.split(':').at(-1))): string {
+  return join(RUN_DIR, `.lock-e2e-kafka-${port}`);
+}
+
+export interface HeldLock {
+  release(): Promise<void>;
+}
+
+export async function lockBroker(
+  mode: 'shared' | 'exclusive',
+  file = brokerLockFile(),
+  timeoutMs = 600_000,
+): Promise<HeldLock> {
+  mkdirSync(join(file, '..'), { recursive: true });
+  const proc = spawn(
+    'flock',
+    [
+      mode === 'shared' ? '--shared' : '--exclusive',
+      '--timeout',
+      String(Math.ceil(timeoutMs / 1000)),
+      file,
+      '-c',
+      'echo locked; exec cat >/dev/null',
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes('locked')) resolve();
+    });
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+    });
+    proc.once('error', reject);
+    proc.once('exit', (code) => reject(new Error(`flock ${file} exited ${code} without the lock: ${err}`)));
+  });
+  return {
+    release: async () => {
+      proc.stdin.end();
+      await exited;
+    },
+  };
+}
