@@ -34,7 +34,12 @@ export function recordEmission(step: Step, store: CanonicalStore, root: string, 
 }
 
 export async function readCurrent(redis: Redis, store: CanonicalStore, root: string): Promise<{ emitted: Emitted; graph: GraphWire } | undefined> {
-  const [emitted, graph] = await Promise.all([redis.hget(store.roots, root), redis.get(store.graph(root))]);
+  // One MULTI: two separate reads could straddle a commit and pair a number with another graph.
+  const replies = (await redis.multi().hget(store.roots, root).get(store.graph(root)).exec()) ?? [];
+  const [emitted, graph] = replies.map(([err, value]) => {
+    if (err) throw err;
+    return value as string | null;
+  });
   if (!emitted || !graph) return undefined;
   return { emitted: JSON.parse(emitted) as Emitted, graph: JSON.parse(graph) as GraphWire };
 }

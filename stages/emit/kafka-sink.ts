@@ -52,6 +52,11 @@ export class KafkaSink implements Sink {
     this.kafka = new kafkajs.Kafka({
       clientId: this.clientId,
       brokers: options.brokers,
+      // kafkajs's default schedule (300 ms doubling to 30 s; 15 retries under NODE_ENV=test) makes
+      // a call against a dead broker fail only after ~25 s, so the emit circuit (3 failures) opened
+      // after a 30 s outage instead of during it. Fail within a few seconds: the worker retries the
+      // step with its own backoff. Every field is given, so NODE_ENV cannot change it.
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000, multiplier: 2, factor: 0.2 },
       logLevel: kafkajs.logLevel.WARN,
       logCreator: () => (entry) => this.kafkaLog(entry),
     });
@@ -65,7 +70,9 @@ export class KafkaSink implements Sink {
     if (!topics.includes(this.topic)) {
       throw new Error(`Kafka topic ${this.topic} does not exist: create it with \`atlas kafka init\``);
     }
-    for (const r of await this.ranges()) this.written.set(r.partition, r.end);
+    // Kept across restarts of the sink: a send that failed before may still need its re-read.
+    for (const r of await this.ranges())
+      if (!this.written.has(r.partition)) this.written.set(r.partition, r.end);
     await this.connectedProducer();
   }
 
@@ -90,19 +97,21 @@ export class KafkaSink implements Sink {
   }
 
   async publish(messages: readonly OutMessage[]): Promise<void> {
+    if (messages.length === 0) return;
     let batch = messages;
     if (this.uncertain) {
       batch = unpublished(messages, await this.lastSequences(rootsOf(messages), this.written));
       this.uncertain = false;
     }
     if (batch.length === 0) return;
+    const records = batch.map(toKafkaMessage);
     const producer = await this.connectedProducer();
     try {
       const results = await producer.send({
         topic: this.topic,
         acks: -1,
         compression: kafkajs.CompressionTypes.ZSTD,
-        messages: batch.map(toKafkaMessage),
+        messages: records,
       });
       for (const r of results)
         if (r.baseOffset !== undefined) this.written.set(r.partition, BigInt(r.baseOffset));

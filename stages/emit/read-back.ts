@@ -66,6 +66,7 @@ export async function readLastSequences(read: ReadBack): Promise<Map<string, big
     await finished;
   };
   try {
+    // `finished` too: a crash can come while consume() still waits on the broker.
     await Promise.race([consume(), finished, stall.expired]);
   } finally {
     stall.stop();
@@ -82,7 +83,7 @@ function watchdog(ms: number, what: () => string) {
   const expired = new Promise<never>((_, reject) => {
     fail = reject;
   });
-  let timer = setTimeout(() => undefined, 0);
+  let timer: NodeJS.Timeout | undefined;
   const rearm = () => {
     clearTimeout(timer);
     timer = setTimeout(() => fail(new Error(`${what()}: no progress for ${ms} ms`)), ms);

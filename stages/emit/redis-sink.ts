@@ -47,6 +47,7 @@ export class RedisSink implements Sink {
   }
 
   async publish(messages: readonly OutMessage[]): Promise<void> {
+    if (messages.length === 0) return;
     let batch = messages;
     if (this.uncertain) {
       batch = unpublished(messages, await this.lastSequences(rootsOf(messages), this.confirmed));

@@ -36,8 +36,6 @@ const EDGE_TOPIC = topology.EdgeType.EDGE_TYPE_TOPIC;
 
 const ID_FIELD = 2 + ID_BYTES;
 const EDGE_FIELD = 2; // every edge type fits a one-byte varint
-/** Below this a plain loop beats copyWithin's call overhead. */
-const SMALL_COPY = 48;
 
 interface MetaFields {
   createdAt: bigint;
@@ -226,8 +224,7 @@ function writeHead(out: Uint8Array, pos: number, node: WireNode, edge: number): 
 
 /** Copies bytes written earlier in `out` to `pos`; returns the position after them. */
 function copy(out: Uint8Array, pos: number, from: number, size: number): number {
-  if (size > SMALL_COPY) out.copyWithin(pos, from, from + size);
-  else for (let i = 0; i < size; i++) out[pos + i] = out[from + i]!;
+  if (size > 0) out.copyWithin(pos, from, from + size);
   return pos + size;
 }
 
@@ -350,8 +347,7 @@ function writeId(out: Uint8Array, pos: number, tag: number, hex: string): number
     values |= byte;
     out[pos++] = byte;
   }
-  if (chars > 0x7f || values > 0xff || values < 0)
-    throw new Error(`not a lowercase hex id: ${JSON.stringify(hex)}`);
+  if (chars > 0x7f || values < 0) throw new Error(`not a lowercase hex id: ${JSON.stringify(hex)}`);
   return pos;
 }
 
