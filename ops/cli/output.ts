@@ -8,7 +8,7 @@ import { parseEntries } from '../../pipeline/entry.ts';
 import { keys } from '../../pipeline/keys.ts';
 import { connectWorker } from '../../pipeline/redis.ts';
 import { ensureTopic } from '../../stages/emit/kafka-sink.ts';
-import { installZstd } from '../../stages/emit/zstd-codec.ts';
+import { prepareKafkajs } from '../../stages/emit/kafkajs-node24.ts';
 import { type CanonicalGraphUpdatedView, decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
 import { textView } from '../../stages/canonical/show.ts';
 import { toWire } from '../../stages/topology/graph-wire.ts';
@@ -22,7 +22,7 @@ export interface TailOptions {
 }
 
 function kafkaClient(config: Config) {
-  installZstd();
+  prepareKafkajs();
   return new kafkajs.Kafka({ clientId: 'atlas-cli', brokers: config.KAFKA_BROKER.split(','), logLevel: kafkajs.logLevel.ERROR });
 }
 
