@@ -243,6 +243,11 @@ export class Worker {
   }
 
   private async read(): Promise<Entry[]> {
+    // A stage with a tick must not sleep through it (a conflation window would close late).
+    const tick = this.stage.tick;
+    const block = tick
+      ? Math.max(1, Math.min(this.config.ATLAS_BLOCK_MS, this.lastTick + tick.everyMs - Date.now()))
+      : this.config.ATLAS_BLOCK_MS;
     const reply = (await this.redis.callBuffer(
       'XREADGROUP',
       'GROUP',
@@ -251,7 +256,7 @@ export class Worker {
       'COUNT',
       this.config.ATLAS_BATCH_SIZE,
       'BLOCK',
-      this.config.ATLAS_BLOCK_MS,
+      block,
       'STREAMS',
       this.inputKey,
       '>',
