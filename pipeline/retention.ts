@@ -17,7 +17,7 @@ export async function acknowledgedBelow(redis: Redis, stream: string): Promise<s
   for (const g of groups) {
     const summary = (await redis.xpending(stream, g.name)) as [number, string | null, string | null, unknown];
     const below = summary[0] > 0 && summary[1] ? summary[1] : nextId(g.lastDeliveredId);
-    if (cutoff === null || compareIds(below, cutoff) < 0) cutoff = below;
+    if (cutoff === null || compareStreamIds(below, cutoff) < 0) cutoff = below;
   }
   return cutoff;
 }
@@ -43,7 +43,7 @@ function nextId(id: string): string {
   return `${ms}-${BigInt(seq ?? '0') + 1n}`;
 }
 
-export function compareIds(a: string, b: string): number {
+export function compareStreamIds(a: string, b: string): number {
   const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
   const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
   return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;

@@ -20,9 +20,10 @@ import { metrics } from './metrics.ts';
 import { isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
 import { Rejection, type Stage, type Step, TransientError } from './stage.ts';
-import { trimAcknowledged } from './retention.ts';
+import { compareStreamIds, trimAcknowledged } from './retention.ts';
 
 const HOUSEKEEPING_MS = 1000;
+const FORGET_IDLE_CONSUMER_MS = 10 * 60 * 1000;
 
 interface Item {
   entry: Entry;
@@ -308,36 +309,75 @@ export class Worker {
    * entries are not touched: they may be waiting in the re-sequencer on purpose.
    */
   private async claimStale(minIdleMs: number): Promise<Entry[]> {
-    const scan = this.config.ATLAS_BATCH_SIZE * 10;
-    const rows = (await this.redis.xpending(
-      this.inputKey,
-      this.group,
-      'IDLE',
-      minIdleMs,
-      '-',
-      '+',
-      scan,
-    )) as [string, string, number, number][];
-    const stale = rows.filter((r) => r[1] !== this.consumer).slice(0, this.config.ATLAS_BATCH_SIZE);
+    const rows = await this.stalePendingOfOthers(minIdleMs);
+    const stale = rows.slice(0, this.config.ATLAS_BATCH_SIZE);
     // An entry taken over before may be what killed its consumer: those are retried one at a
     // time, so that a poison entry does not take the rest of its batch to the DLQ with it.
     const retried = stale.findIndex((r) => Number(r[3]) > 1);
     const theirs = retried === 0 ? stale.slice(0, 1) : retried > 0 ? stale.slice(0, retried) : stale;
     if (theirs.length === 0) return [];
-    const reply = (await this.redis.callBuffer(
-      'XCLAIM',
-      this.inputKey,
-      this.group,
-      this.consumer,
-      minIdleMs,
-      ...theirs.map((r) => r[0]),
-    )) as [Buffer, Buffer[]][];
+    const handling = minIdleMs === 0 ? await this.redis.get(this.handlingKey()) : null;
+    const [from, to] = handling ? handling.split(' ') : ['', ''];
+    // A stateless stage handles what it reads at once, so every takeover counts; a singleton's
+    // takeover (minIdleMs 0) counts only the range its predecessor marked as being handled.
+    const wasHandled = (id: string) =>
+      minIdleMs > 0 || (handling !== null && compareStreamIds(id, from!) >= 0 && compareStreamIds(id, to!) <= 0);
+    // Only what the dead holder was handling counts as another delivery; what merely waited (in
+    // the re-sequencer, in a conflation window) keeps its count, or restarts alone would make
+    // good entries poison. XCLAIM's RETRYCOUNT applies to a whole call: one call per count.
+    const groups = new Map<string, string[]>();
+    const deliveries = new Map<string, number>();
+    for (const [id, , , count] of theirs) {
+      const counts = wasHandled(id);
+      const group = counts ? 'next' : String(count);
+      groups.set(group, [...(groups.get(group) ?? []), id]);
+      deliveries.set(id, Number(count) + (counts ? 1 : 0));
+    }
+    const reply: [Buffer, Buffer[]][] = [];
+    for (const [group, ids] of groups) {
+      const retry = group === 'next' ? [] : ['RETRYCOUNT', group];
+      const args = [this.inputKey, this.group, this.consumer, minIdleMs, ...ids, ...retry];
+      reply.push(...((await this.redis.callBuffer('XCLAIM', ...args)) as [Buffer, Buffer[]][]));
+    }
+    reply.sort((x, y) => compareStreamIds(x[0].toString(), y[0].toString()));
     const entries = parseEntries(reply);
-    const deliveries = new Map(theirs.map((r) => [r[0], Number(r[3]) + 1]));
     for (const e of entries) e.deliveries = deliveries.get(e.id) ?? e.deliveries;
     if (entries.length > 0)
       this.log.info({ count: entries.length }, 'took over pending entries of other consumers');
     return entries;
+  }
+
+  /**
+   * Pending entries idle for minIdleMs, of every consumer but this one, oldest consumers' first.
+   * Consumers that hold nothing and have been idle long are forgotten: every process start
+   * adds one, and XREADGROUP brings a live one back by itself.
+   */
+  private async stalePendingOfOthers(minIdleMs: number): Promise<[string, string, number, number][]> {
+    const consumers = (await this.redis.xinfo('CONSUMERS', this.inputKey, this.group)) as unknown[][];
+    const rows: [string, string, number, number][] = [];
+    for (const flat of consumers) {
+      const name = String(flat[flat.indexOf('name') + 1]);
+      const pending = Number(flat[flat.indexOf('pending') + 1]);
+      const idle = Number(flat[flat.indexOf('idle') + 1]);
+      if (name === this.consumer) continue;
+      if (pending === 0) {
+        if (idle > FORGET_IDLE_CONSUMER_MS) await this.redis.xgroup('DELCONSUMER', this.inputKey, this.group, name);
+        continue;
+      }
+      if (rows.length >= this.config.ATLAS_BATCH_SIZE) continue;
+      const theirs = (await this.redis.xpending(
+        this.inputKey,
+        this.group,
+        'IDLE',
+        minIdleMs,
+        '-',
+        '+',
+        this.config.ATLAS_BATCH_SIZE - rows.length,
+        name,
+      )) as [string, string, number, number][];
+      rows.push(...theirs);
+    }
+    return rows.sort((x, y) => compareStreamIds(x[0], y[0]));
   }
 
   private async process(entries: Entry[]): Promise<void> {
@@ -449,7 +489,24 @@ export class Worker {
       if (item.dead) this.deadLetterInto(commit, item.entry, item.dead.reason, item.dead.error);
       else live.push(item.entry);
     }
-    if (live.length > 0) await this.stage.handle(live, this.stepFor(commit));
+    if (live.length === 0) return;
+    if (this.stage.singleton) await this.markHandling(live);
+    await this.stage.handle(live, this.stepFor(commit));
+  }
+
+  private handlingKey(): string {
+    return this.keys.of('handling', this.stage.name);
+  }
+
+  /** Which entries a singleton is about to handle: if it dies now, a successor counts only these. */
+  private async markHandling(entries: Entry[]): Promise<void> {
+    let first = entries[0]!.id;
+    let last = first;
+    for (const e of entries) {
+      if (compareStreamIds(e.id, first) < 0) first = e.id;
+      if (compareStreamIds(e.id, last) > 0) last = e.id;
+    }
+    await this.redis.set(this.handlingKey(), `${first} ${last}`);
   }
 
   /** A failed batch: each entry alone, retried until it succeeds or reaches the delivery limit. */

@@ -164,3 +164,39 @@ describe('fencing', () => {
     expect(await fx.redis.exists(key)).toBe(0);
   });
 });
+
+describe('a singleton that dies while entries wait in its re-sequencer', () => {
+  it('entries that only wait behind a gap survive more restarts than ATLAS_MAX_DELIVERIES', async () => {
+    const { prefix, keys } = fx.freshPrefix('lease-held');
+    const input = keys.stream('in');
+    const output = keys.stream('out');
+    const env = {
+      ATLAS_PREFIX: prefix,
+      ATLAS_LEASE_MS: '1000',
+      ATLAS_BLOCK_MS: '100',
+      ATLAS_MAX_DELIVERIES: '2',
+    };
+    // seq 1 is missing: 2..6 are read and held by the re-sequencer, never handled.
+    await addEntries(
+      fx.redis,
+      input,
+      range(5, 2).map((seq) => ({ seq })),
+    );
+    for (let restart = 0; restart < 4; restart++) {
+      const child = spawnStage('ordered-singleton', env);
+      await child.waitForLog('active', 10_000);
+      const name = await child.consumer();
+      await eventually(
+        async () => (await pendingCount(fx.redis, input, 'ordered-singleton', name)) === 5,
+        10_000,
+      );
+      await child.kill9();
+    }
+    const last = spawnStage('ordered-singleton', env);
+    await last.waitForLog('active', 10_000);
+    await addEntries(fx.redis, input, [{ seq: '1' }]);
+    await eventually(async () => (await fx.redis.xlen(output)) === 6, 15_000);
+    expect(await fieldValues(fx.redis, output, 'seq')).toEqual(range(6));
+    expect(await fx.redis.xlen(keys.dlq)).toBe(0);
+  });
+});

@@ -2,7 +2,7 @@
  * A test stage in its own process, run by the real runtime (pipeline/runtime.ts `run`: the same
  * lifecycle, signal handling and shutdown bound as `atlas run`).
  *
- *   node test/support/stage-runner.ts relay|crash|singleton
+ *   node test/support/stage-runner.ts relay|crash|singleton|ordered-singleton
  *
  * Settings come from the environment like any atlas process; test knobs: TEST_INPUT,
  * TEST_OUTPUT, TEST_STAGE_NAME, TEST_SLEEP_MS.
@@ -24,6 +24,7 @@ const opts: RelayOptions = {
 };
 if (kind === 'crash') opts.crashOnMarked = true;
 else if (kind === 'singleton') opts.singleton = true;
+else if (kind === 'ordered-singleton') Object.assign(opts, { singleton: true, order: { seq: 'seq' } });
 else if (kind !== 'relay') {
   process.stderr.write(`stage-runner: unknown kind ${kind}\n`);
   process.exit(2);
