@@ -7,7 +7,7 @@ import kafkajs, { type Admin, type ITopicConfig, type Kafka, type LogEntry, type
 import type { Logger } from '../../pipeline/log.ts';
 import { type PartitionRange, readLastSequences, SEQUENCE_HEADER } from './read-back.ts';
 import { type OutMessage, onlyRoots, rootsOf, type Sink, traceparentOf, unpublished } from './sink.ts';
-import { installZstd } from './zstd-codec.ts';
+import { prepareKafkajs } from './kafkajs-node24.ts';
 
 export interface KafkaSinkOptions {
   brokers: string[];
@@ -64,7 +64,7 @@ export class KafkaSink implements Sink {
   }
 
   async start(): Promise<void> {
-    installZstd();
+    prepareKafkajs();
     await this.admin.connect();
     const topics = await this.admin.listTopics();
     if (!topics.includes(this.topic)) {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import kafkajs, { type Admin, type Kafka, type KafkaMessage } from 'kafkajs';
 import protobuf from 'protobufjs';
 import { ensureTopic } from '../../stages/emit/kafka-sink.ts';
-import { installZstd } from '../../stages/emit/zstd-codec.ts';
+import { prepareKafkajs } from '../../stages/emit/kafkajs-node24.ts';
 import { decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
 import type { JsonTreeNode } from '../../stages/topology/graph-wire.ts';
 import { delay, withTimeout } from './eventually.ts';
@@ -30,7 +30,7 @@ export const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
 
 /** A kafkajs client of the test process, with the project's zstd codec registered. */
 export function kafkaClient(tag = 'e2e', broker = KAFKA_BROKER): Kafka {
-  installZstd();
+  prepareKafkajs(); // the zstd codec (stages/emit/zstd-codec.ts installZstd) and kafkajs#1751's warning silenced
   return new kafkajs.Kafka({
     clientId: `atlas-${tag}-${randomUUID().slice(0, 8)}`,
     brokers: broker.split(','),
@@ -97,23 +97,35 @@ export async function topicCount(topic: string, broker = KAFKA_BROKER): Promise<
   }, broker);
 }
 
+/** topicCount over one admin connection kept open, for tight polling loops. */
+export async function topicCounter(
+  topic: string,
+  broker = KAFKA_BROKER,
+): Promise<{ count(): Promise<number>; close(): Promise<void> }> {
+  const admin = kafkaClient('e2e-count', broker).admin();
+  await admin.connect();
+  return {
+    count: async () =>
+      (await admin.fetchTopicOffsets(topic)).reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0),
+    close: () => admin.disconnect(),
+  };
+}
+
 export interface TopicMessage {
   partition: number;
   offset: bigint;
   key: Buffer | null;
   value: Buffer | null;
   headers: Record<string, string>;
-  /** performance.now() when the consumer got it (only meaningful for followers). */
-  receivedAt: number;
 }
 
-function toTopicMessage(partition: number, m: KafkaMessage, receivedAt: number): TopicMessage {
+function toTopicMessage(partition: number, m: KafkaMessage): TopicMessage {
   const headers: Record<string, string> = {};
   for (const [name, raw] of Object.entries(m.headers ?? {})) {
     const v = Array.isArray(raw) ? raw.at(-1) : raw;
     if (v !== undefined) headers[name] = v.toString();
   }
-  return { partition, offset: BigInt(m.offset), key: m.key, value: m.value, headers, receivedAt };
+  return { partition, offset: BigInt(m.offset), key: m.key, value: m.value, headers };
 }
 
 /**
@@ -149,7 +161,7 @@ export async function readTopic(
           eachBatch: async ({ batch }) => {
             const end = ends.get(batch.partition) ?? 0n;
             for (const m of batch.messages) {
-              if (BigInt(m.offset) < end) out.push(toTopicMessage(batch.partition, m, performance.now()));
+              if (BigInt(m.offset) < end) out.push(toTopicMessage(batch.partition, m));
             }
             if (BigInt(batch.lastOffset()) + 1n >= end) pending.delete(batch.partition);
             if (pending.size === 0) resolve();
