@@ -159,14 +159,11 @@ function badRequest(req: FastifyRequest, reply: FastifyReply, errors: FieldError
 function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (isTransientRedisError(err)) {
     ingestMetrics.rejected.inc({ reason: 'redis_unavailable' });
-    return reply
-      .code(503)
-      .header('retry-after', '1')
-      .send({
-        error: 'unavailable',
-        message: 'Redis is unreachable; nothing was accepted',
-        request_id: req.id,
-      });
+    // A timed-out script may still have run: only a refused connection proves nothing went in.
+    const message = /timed out/i.test(err.message)
+      ? 'Redis did not answer in time; the events may have been accepted: retry with the same event_id (duplicates are detected)'
+      : 'Redis is unreachable; nothing was accepted';
+    return reply.code(503).header('retry-after', '1').send({ error: 'unavailable', message, request_id: req.id });
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
   const code =
