@@ -27,44 +27,52 @@ export interface EventMeta {
   created_by?: string;
 }
 
-/** Interns nodes: one object per distinct (space, edge, topic, children) structure. */
+/**
+ * Interns nodes: one object per distinct (space, edge, topic, children) structure.
+ *
+ * A long-lived interner keeps its table bounded with generations: once `generationSize`
+ * nodes were added, the current table becomes the previous one and the one before is dropped
+ * (O(1), no pause). A lookup that hits the previous table moves the node forward. A node
+ * neither built nor looked up for two generations is forgotten: it stays valid, and an equal
+ * node built later is a new object with the same hash — identity is then no longer complete,
+ * hashes and structure always are.
+ */
 export class TreeInterner {
-  /** Keyed by the node's hash: a short key, and enough to re-add a node when retaining. */
-  private table = new Map<string, TreeNode>();
+  /** Unbounded unless the owner sets it (a short-lived interner needs no limit). */
+  generationSize = Number.POSITIVE_INFINITY;
+  /** Nodes created so far: the work interning did (hashing happens for every call, though). */
+  created = 0;
+  /** Keyed by the node's hash, a short key. */
+  private current = new Map<string, TreeNode>();
+  private previous = new Map<string, TreeNode>();
 
   node(space: string, edge: EdgeKind, topic: string | null, children: readonly TreeNode[]): TreeNode {
     let key = `${space}|${edge}|${topic ?? ''}`;
     for (const c of children) key += `|${c.hash}`;
     const digest = hash('sha256', key, 'hex').slice(0, 32);
-    const found = this.table.get(digest);
-    if (found) return found;
+    const found = this.current.get(digest) ?? this.previous.get(digest);
+    if (found) {
+      if (this.previous.delete(digest)) this.remember(found);
+      return found;
+    }
     let size = 1;
     for (const c of children) size += c.size;
     const made: TreeNode = { space, edge, topic, children, hash: digest, size };
-    this.table.set(digest, made);
+    this.created++;
+    this.remember(made);
     return made;
   }
 
   get distinct(): number {
-    return this.table.size;
+    return this.current.size + this.previous.size;
   }
 
-  /**
-   * Forgets every node not in the given trees, so the table follows what is still in use
-   * instead of everything ever built. Nodes dropped here stay valid; an equal node built later
-   * is a new object with the same hash.
-   */
-  retain(trees: Iterable<TreeNode>): void {
-    const table = new Map<string, TreeNode>();
-    const stack: TreeNode[] = [];
-    for (const tree of trees) {
-      for (let n: TreeNode | undefined = tree; n; n = stack.pop()) {
-        if (table.has(n.hash)) continue;
-        table.set(n.hash, n);
-        for (const c of n.children) stack.push(c);
-      }
+  private remember(node: TreeNode): void {
+    if (this.current.size >= this.generationSize) {
+      this.previous = this.current;
+      this.current = new Map();
     }
-    this.table = table;
+    this.current.set(node.hash, node);
   }
 }
 
@@ -102,7 +110,12 @@ export function fromJsonTree(
       continue;
     }
     const { json, built } = top;
-    const node = interner.node(json.space_id, json.edge, json.edge === 'topic' ? (json.topic_id ?? null) : null, built);
+    const node = interner.node(
+      json.space_id,
+      json.edge,
+      json.edge === 'topic' ? (json.topic_id ?? null) : null,
+      built,
+    );
     stack.pop();
     const parent = stack[stack.length - 1];
     if (!parent) return node;

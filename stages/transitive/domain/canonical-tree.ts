@@ -117,12 +117,6 @@ export class CanonicalTree {
     return { tree: this.nodes[this.root]!, canonical_space_ids: this.ids };
   }
 
-  /** Live interned nodes (tops of subtrees suffice), for the interner's clean-up. */
-  *liveNodes(): Iterable<TreeNode> {
-    for (const n of this.nodes) if (n) yield n;
-    for (const view of this.attached.values()) yield* view.liveNodes();
-  }
-
   /** Roughly how many interned nodes this graph keeps alive. */
   get liveSize(): number {
     let size = this.scope.size;
@@ -206,7 +200,8 @@ export class CanonicalTree {
     const spaces = this.ctx.graph.spaces;
     const added = [...this.enteredSince].map((v) => spaces.id(v)).sort(compareIds);
     const gone = new Set([...this.leftSince].map((v) => spaces.id(v)));
-    this.ids = added.length + gone.size <= SPLICE_LIMIT ? splice(this.ids, added, gone) : merge(this.ids, added, gone);
+    this.ids =
+      added.length + gone.size <= SPLICE_LIMIT ? splice(this.ids, added, gone) : merge(this.ids, added, gone);
     this.enteredSince.clear();
     this.leftSince.clear();
   }

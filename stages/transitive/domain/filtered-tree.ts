@@ -52,15 +52,23 @@ export class FilteredTree {
   noteFullChange(touched: readonly number[]): boolean {
     const before = this.seeds.length;
     for (const v of touched) if (this.scope.reached(v) || this.kept[v] === 1) this.seeds.push(v);
-    return this.seeds.length > before;
+    return this.noted(before);
   }
 
   /** Nodes that entered or left C; true when any of them can matter here. */
   noteScopeChange(nodes: readonly number[]): boolean {
     const before = this.seeds.length;
-    for (const v of nodes) if (this.full.reached(v)) this.seeds.push(v);
-    else if (this.kept[v] === 1) this.seeds.push(v);
-    return this.seeds.length > before;
+    for (const v of nodes) if (this.full.reached(v) || this.kept[v] === 1) this.seeds.push(v);
+    return this.noted(before);
+  }
+
+  /** Seeds pile up until the next refresh; past the tree's size, rebuilding it all is cheaper. */
+  private noted(before: number): boolean {
+    if (this.seeds.length > this.full.size) {
+      this.seeds = [];
+      this.built = false;
+    }
+    return this.seeds.length > before || !this.built;
   }
 
   /** Brings the interned nodes up to date; true when the attachment changed. */
@@ -74,12 +82,10 @@ export class FilteredTree {
     return this.top !== before;
   }
 
-  /** Live interned nodes, for the interner's clean-up. */
-  *liveNodes(): Iterable<TreeNode> {
-    for (const n of this.nodes) if (n) yield n;
-  }
-
   private buildAll(): void {
+    this.kept.fill(0);
+    this.nodes.length = 0;
+    this.keptCount = 0;
     const order: number[] = [];
     const stack = [this.member];
     for (let v = stack.pop(); v !== undefined; v = stack.pop()) {

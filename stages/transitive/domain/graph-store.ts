@@ -4,6 +4,7 @@
  * a topic).
  */
 import type { EdgeKind } from '../../topology/tree.ts';
+import { EdgeLists } from './edge-lists.ts';
 import { IdTable, insertById, removeById } from './id-table.ts';
 
 export type ExplicitKind = 'verified' | 'related';
@@ -37,10 +38,9 @@ export class GraphStore {
   readonly spaces = new IdTable();
   readonly topics = new IdTable();
   private readonly topicOfSpace: number[] = [];
-  /** Explicit edges per source: target → kind bits. */
-  private readonly out: (Map<number, number> | undefined)[] = [];
-  /** Explicit edges per target: source → kind bits. */
-  private readonly in: (Map<number, number> | undefined)[] = [];
+  /** Explicit edges per source (target, kind bits) and per target (source, kind bits). */
+  private readonly out = new EdgeLists();
+  private readonly in = new EdgeLists();
   /** Topic edges per source, in topic id order. */
   private readonly topicsOut: (number[] | undefined)[] = [];
   /** Spaces that announced each topic, in id order. */
@@ -82,34 +82,34 @@ export class GraphStore {
     const known = this.topicOf(space);
     if (known !== -1) return known === topic ? 'noop' : 'conflict';
     this.topicOfSpace[space] = topic;
-    insertById((this.members[topic] ??= []), space, this.spaces.ids);
+    this.members[topic] = insertById(this.members[topic], space, this.spaces.ids);
     return 'applied';
   }
 
   hasEdge(source: number, target: number, kind: ExplicitKind): boolean {
-    return ((this.out[source]?.get(target) ?? 0) & KIND_BIT[kind]) !== 0;
+    return (this.out.bits(source, target) & KIND_BIT[kind]) !== 0;
   }
 
   /** Adds or removes one explicit edge; false when that was already the case. */
   setEdge(source: number, target: number, kind: ExplicitKind, present: boolean): boolean {
     if (this.hasEdge(source, target, kind) === present) return false;
-    const bits = (this.out[source]?.get(target) ?? 0) ^ KIND_BIT[kind];
-    updateBits((this.out[source] ??= new Map()), target, bits);
-    updateBits((this.in[target] ??= new Map()), source, bits);
+    const bits = this.out.bits(source, target) ^ KIND_BIT[kind];
+    this.out.set(source, target, bits);
+    this.in.set(target, source, bits);
     return true;
   }
 
   /** Adds or removes one topic edge; false when that was already the case. */
   setTopicEdge(source: number, topic: number, present: boolean): boolean {
     if (this.hasTopicEdge(source, topic) === present) return false;
-    const sources = (this.topicSources[topic] ??= new Set());
-    const topics = (this.topicsOut[source] ??= []);
+    const sources = this.topicSources[topic] ?? new Set<number>();
+    this.topicSources[topic] = sources;
     if (present) {
       sources.add(source);
-      insertById(topics, topic, this.topics.ids);
+      this.topicsOut[source] = insertById(this.topicsOut[source], topic, this.topics.ids);
     } else {
       sources.delete(source);
-      removeById(topics, topic, this.topics.ids);
+      this.topicsOut[source] = removeById(this.topicsOut[source]!, topic, this.topics.ids);
     }
     return true;
   }
@@ -119,7 +119,7 @@ export class GraphStore {
    * none. `full` includes topic edges (mode full), otherwise explicit edges only.
    */
   firstLabel(x: number, y: number, full: boolean): number {
-    const bits = this.out[x]?.get(y) ?? 0;
+    const bits = this.out.bits(x, y);
     if (bits & 1) return VERIFIED;
     if (bits & 2) return RELATED;
     if (!full) return NO_EDGE;
@@ -129,16 +129,14 @@ export class GraphStore {
 
   /** Appends every candidate target of `x` to `into` (a target may repeat). */
   targets(x: number, full: boolean, into: number[]): void {
-    const explicit = this.out[x];
-    if (explicit) for (const t of explicit.keys()) into.push(t);
+    this.out.others(x, into);
     if (!full) return;
     for (const topic of this.topicsOf(x)) for (const m of this.membersOf(topic)) into.push(m);
   }
 
   /** Appends every space that offers `y` as a candidate to `into` (a source may repeat). */
   sources(y: number, full: boolean, into: number[]): void {
-    const explicit = this.in[y];
-    if (explicit) for (const s of explicit.keys()) into.push(s);
+    this.in.others(y, into);
     if (!full) return;
     const topic = this.topicOf(y);
     const sources = topic === -1 ? undefined : this.topicSources[topic];
@@ -153,7 +151,7 @@ export class GraphStore {
     for (let s = 0; s < this.spaces.size; s++) {
       const topic = this.topicOf(s);
       if (topic !== -1) topics.push([id(s), this.topics.id(topic)]);
-      for (const [t, bits] of this.out[s] ?? []) {
+      for (const [t, bits] of this.out.entries(s)) {
         if (bits & 1) edges.push([id(s), id(t), 'verified']);
         if (bits & 2) edges.push([id(s), id(t), 'related']);
       }
@@ -169,9 +167,4 @@ export class GraphStore {
     for (const [s, t, kind] of state.edges) this.setEdge(this.space(s), this.space(t), kind, true);
     for (const [s, topic] of state.topicEdges) this.setTopicEdge(this.space(s), this.topic(topic), true);
   }
-}
-
-function updateBits(map: Map<number, number>, key: number, bits: number): void {
-  if (bits === 0) map.delete(key);
-  else map.set(key, bits);
 }

@@ -39,20 +39,27 @@ function search(list: readonly number[], x: number, ids: readonly string[]): num
   return lo;
 }
 
-/** Adds `x` to a list kept in id order; false when already there. */
-export function insertById(list: number[], x: number, ids: readonly string[]): boolean {
+/** Below this length a list is copied on change, to stay exactly sized (no growth slack). */
+const SMALL = 32;
+
+/** `list` (in id order, possibly missing) with `x` added; the result replaces it. */
+export function insertById(list: number[] | undefined, x: number, ids: readonly string[]): number[] {
+  if (list === undefined) return [x];
   const at = search(list, x, ids);
-  if (list[at] === x) return false;
+  if (list[at] === x) return list;
+  if (list.length < SMALL) return list.toSpliced(at, 0, x);
   list.splice(at, 0, x);
-  return true;
+  return list;
 }
 
-/** Removes `x` from a list kept in id order; false when absent. */
-export function removeById(list: number[], x: number, ids: readonly string[]): boolean {
+/** `list` (in id order) without `x`, undefined once empty; the result replaces it. */
+export function removeById(list: number[], x: number, ids: readonly string[]): number[] | undefined {
   const at = search(list, x, ids);
-  if (list[at] !== x) return false;
+  if (list[at] !== x) return list;
+  if (list.length === 1) return undefined;
+  if (list.length < SMALL) return list.toSpliced(at, 1);
   list.splice(at, 1);
-  return true;
+  return list;
 }
 
 export function sortById(list: number[], ids: readonly string[]): number[] {

@@ -12,7 +12,7 @@ import type { TopologyEvent } from '../../topology/events.ts';
 import { TreeInterner } from '../../topology/tree.ts';
 import { type Canonical, CanonicalTree, type FullTrees } from './canonical-tree.ts';
 import { applyEvent, type GraphChange } from './graph-change.ts';
-import { GraphStore, type GraphState } from './graph-store.ts';
+import { type GraphState, GraphStore } from './graph-store.ts';
 import { emptyDelta, TransitiveTree } from './transitive-tree.ts';
 
 export type { GraphState } from './graph-store.ts';
@@ -23,9 +23,11 @@ export interface ApplyResult {
   rootsToRecompute: string[];
 }
 
-/** The interner is compacted when it holds this many times the live nodes (plus slack). */
-const INTERNER_GROWTH = 2;
-const INTERNER_SLACK = 10_000;
+/**
+ * Interner generation size: the live node count, so the table (two generations) holds at most
+ * about twice the live nodes; dead nodes it still holds are what costs memory.
+ */
+const MIN_GENERATION = 50_000;
 
 export class TopologyGraph {
   private readonly graph = new GraphStore();
@@ -37,7 +39,8 @@ export class TopologyGraph {
     if (state) this.graph.load(state);
     const ctx = { graph: this.graph, interner: this.interner };
     for (const id of roots) {
-      if (!this.roots.has(id)) this.roots.set(id, new CanonicalTree(this.graph.space(id), ctx, this.fullTrees));
+      if (!this.roots.has(id))
+        this.roots.set(id, new CanonicalTree(this.graph.space(id), ctx, this.fullTrees));
     }
   }
 
@@ -70,12 +73,17 @@ export class TopologyGraph {
     const tree = this.roots.get(root);
     if (!tree) throw new Error(`${root} is not a configured root`);
     const result = tree.canonical();
-    this.compactInterner();
+    this.sizeGenerations();
     return result;
   }
 
   state(): GraphState {
     return this.graph.snapshot();
+  }
+
+  /** Tree nodes built so far (a measure of work, for metrics and benchmarks). */
+  get nodesBuilt(): number {
+    return this.interner.created;
   }
 
   private updateFullTrees(change: GraphChange): void {
@@ -89,18 +97,17 @@ export class TopologyGraph {
     }
   }
 
-  private compactInterner(): void {
+  private sizeGenerations(): void {
     let live = 0;
     for (const root of this.roots.values()) live += root.liveSize;
-    if (this.interner.distinct <= INTERNER_GROWTH * live + INTERNER_SLACK) return;
-    const roots = [...this.roots.values()];
-    this.interner.retain(roots.flatMap((root) => [...root.liveNodes()]));
+    this.interner.generationSize = Math.max(MIN_GENERATION, live);
   }
 }
 
 function applyToRoot(root: CanonicalTree, change: GraphChange): void {
   if (change.explicit.length > 0) root.applyExplicit(change.insert, change.explicit);
-  if (change.topicEdge) root.applyTopicEdge(change.topicEdge.source, change.topicEdge.topic, change.insert ? 1 : -1);
+  if (change.topicEdge)
+    root.applyTopicEdge(change.topicEdge.source, change.topicEdge.topic, change.insert ? 1 : -1);
   if (change.member) root.applyMember(change.member.space, change.member.topic);
 }
 

@@ -9,9 +9,10 @@
  * characterisation is local — parent(y) = the best of y's predecessors — which is what lets an
  * update re-examine only the nodes whose path actually changed.
  */
+
+import { type GraphStore, NO_EDGE, ROOT } from './graph-store.ts';
 import { insertById, removeById, sortById } from './id-table.ts';
 import { LevelQueue } from './level-queue.ts';
-import { type GraphStore, NO_EDGE, ROOT } from './graph-store.ts';
 import { StampSet } from './stamp-set.ts';
 
 /** What one update changed. */
@@ -127,24 +128,27 @@ export class TransitiveTree {
     label[this.source] = ROOT;
     this.reachedCount = 1;
     const found: number[] = [];
+    const fresh: number[] = [];
     // Plain BFS: levels in queue order, so the first discovery is the right one.
     for (let level = [this.source]; level.length > 0; ) {
       const next: number[] = [];
       for (const x of level) {
         found.length = 0;
+        fresh.length = 0;
         graph.targets(x, full, found);
-        let fresh: number[] | undefined;
         for (const y of found) {
           if (dist[y]! >= 0) continue;
           dist[y] = dist[x]! + 1;
           parent[y] = x;
           label[y] = graph.firstLabel(x, y, full);
-          (fresh ??= []).push(y);
+          fresh.push(y);
         }
-        if (!fresh) continue;
-        this.kids[x] = sortById(fresh, ids);
-        for (const y of fresh) next.push(y);
-        this.reachedCount += fresh.length;
+        if (fresh.length === 0) continue;
+        // A copy: exactly sized, the scratch array is reused.
+        const kids = sortById(fresh.slice(), ids);
+        this.kids[x] = kids;
+        for (const y of kids) next.push(y);
+        this.reachedCount += kids.length;
       }
       level = next;
     }
@@ -210,7 +214,7 @@ export class TransitiveTree {
     const oldParent = Int32Array.from(nodes, (v) => parent[v]!);
     for (const v of nodes) {
       const p = parent[v]!;
-      if (!cutMarks.has(p)) removeById(this.kids[p]!, v, this.graph.spaces.ids);
+      if (!cutMarks.has(p)) this.kids[p] = removeById(this.kids[p]!, v, this.graph.spaces.ids);
       this.kids[v] = undefined;
       dist[v] = -1;
       parent[v] = -1;
@@ -240,7 +244,7 @@ export class TransitiveTree {
         if (this.dist[v] !== level || !doneMarks.add(v)) continue;
         const p = this.parent[v]!;
         this.label[v] = this.graph.firstLabel(p, v, this.full);
-        insertById((this.kids[p] ??= []), v, this.graph.spaces.ids);
+        this.kids[p] = insertById(this.kids[p], v, this.graph.spaces.ids);
         found.length = 0;
         this.graph.targets(v, this.full, found);
         for (const z of found) {
@@ -294,7 +298,7 @@ export class TransitiveTree {
     const old = this.parent[y]!;
     const ids = this.graph.spaces.ids;
     if (old >= 0) {
-      removeById(this.kids[old]!, y, ids);
+      this.kids[old] = removeById(this.kids[old]!, y, ids);
       this.touch(old, delta);
     } else {
       this.reachedCount++;
@@ -303,7 +307,7 @@ export class TransitiveTree {
     this.parent[y] = x;
     this.dist[y] = this.dist[x]! + 1;
     this.label[y] = this.graph.firstLabel(x, y, this.full);
-    insertById((this.kids[x] ??= []), y, ids);
+    this.kids[x] = insertById(this.kids[x], y, ids);
     this.touch(x, delta);
     this.touch(y, delta);
   }
