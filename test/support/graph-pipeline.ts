@@ -1,13 +1,10 @@
 /**
  * The real graph pipeline as child processes (`node ops/cli/atlas.ts run <stages…>`) on one key
- * prefix, for the tests under test/graph: start / kill -9 / restart processes, post events over
- * HTTP, wait until the pipeline is idle, and read what it produced the way an operator would
- * (`atlas canonical show --json`, the streams, the DLQ, the transitive checkpoint).
+ * prefix, for the tests under test/graph: start / kill -9 / restart processes (PipelineProcesses),
+ * post events over HTTP, wait until the pipeline is idle, and read what it produced the way an
+ * operator would (`atlas canonical show --json`, the streams, the DLQ, the transitive checkpoint).
  */
-import { readdir, readFile, readlink } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import type { Redis } from 'ioredis';
-import { groupsOf } from '../../pipeline/backlog.ts';
 import { resolveBlobs } from '../../pipeline/claim-check.ts';
 import { type DeadLetter, listDeadLetters } from '../../pipeline/dlq.ts';
 import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
@@ -16,8 +13,9 @@ import { checkpointKeys, loadState } from '../../stages/transitive/checkpoint.ts
 import type { Envelope } from './events.ts';
 import { delay, eventually } from './eventually.ts';
 import type { FinalGraph, PlainNode } from './graph-scenario.ts';
-import { postJson, request } from './http.ts';
-import { type Child, runAtlas, spawnAtlas } from './processes.ts';
+import { postJson } from './http.ts';
+import { PipelineProcesses, unfinishedLink } from './pipeline-processes.ts';
+import { type Child, runAtlas } from './processes.ts';
 import { readAll } from './streams.ts';
 
 export interface Emission {
@@ -36,13 +34,6 @@ export interface ShownGraph extends FinalGraph {
 /** A CLI run takes about a second; on a loaded 2-core machine many times that. */
 export const CLI_TIMEOUT_MS = 60_000;
 
-interface Proc {
-  child: Child;
-  stages: string[];
-  env: Record<string, string>;
-  url?: string;
-}
-
 /** `atlas canonical show --json` leaves topic_id out on non-topic edges; the fixtures say null. */
 export function plainTree(node: JsonTreeNode): PlainNode {
   return {
@@ -53,107 +44,28 @@ export function plainTree(node: JsonTreeNode): PlainNode {
   };
 }
 
-export class GraphPipeline {
+export class GraphPipeline extends PipelineProcesses {
   readonly redis: Redis;
   readonly prefix: string;
   readonly keys: Keys;
   readonly roots: string[];
-  /** Settings every process of this pipeline gets. */
-  readonly env: Record<string, string>;
-  private readonly procs = new Map<string, Proc>();
-  private nextDoor = 0;
 
   constructor(redis: Redis, prefix: string, roots: string[], env: Record<string, string> = {}) {
-    this.redis = redis;
-    this.prefix = prefix;
-    this.keys = keysFor(prefix);
-    this.roots = roots;
-    this.env = {
+    super({
       ATLAS_PREFIX: prefix,
       ATLAS_ROOT_SPACE_ID: roots.join(','),
       LOG_LEVEL: 'warn',
       ...env,
-    };
+    });
+    this.redis = redis;
+    this.prefix = prefix;
+    this.keys = keysFor(prefix);
+    this.roots = roots;
   }
 
-  /**
-   * Starts `atlas run <stages…>` as process `name`. With the ingest stage it gets a free port
-   * and this waits until the door answers /health — from this process, not another one that
-   * took the port meanwhile (a door that lost its port exits; it is retried on another).
-   */
-  async spawn(name: string, stages: string[], env: Record<string, string> = {}): Promise<Child> {
-    const existing = this.procs.get(name);
-    if (existing && !existing.child.exit) throw new Error(`process ${name} is running already`);
-    for (let attempt = 0; ; attempt++) {
-      const port = stages.includes('ingest') ? await doorPort() : 0;
-      const child = spawnAtlas(['run', ...stages], {
-        ...this.env,
-        ...env,
-        ...(port ? { ATLAS_HTTP_PORT: String(port) } : {}),
-      });
-      const proc: Proc = { child, stages, env };
-      this.procs.set(name, proc);
-      if (!port) return child;
-      proc.url = `http://127.0.0.1:${port}`;
-      try {
-        await eventually(
-          async () => {
-            if (child.exit)
-              throw new Error(`${name} exited: ${JSON.stringify(child.exit)}\n${child.output()}`);
-            if ((await request(`${proc.url}/health`)).status !== 200) return false;
-            return (await listensOn(child.pid, port)) !== false;
-          },
-          60_000,
-          50,
-        );
-        return child;
-      } catch (err) {
-        if (attempt < 5 && /EADDRINUSE/.test(child.output())) continue;
-        throw err;
-      }
-    }
-  }
-
-  child(name: string): Child {
-    const proc = this.procs.get(name);
-    if (!proc) throw new Error(`no process ${name}`);
-    return proc.child;
-  }
-
-  /** kill -9 of process `name`; resolves once it is gone. */
-  async kill9(name: string): Promise<void> {
-    await this.child(name).kill9();
-  }
-
-  /** Starts process `name` again with the stages and settings it had. */
-  async restart(name: string): Promise<Child> {
-    const proc = this.procs.get(name);
-    if (!proc) throw new Error(`no process ${name}`);
-    if (!proc.child.exit) await proc.child.kill9();
-    return this.spawn(name, proc.stages, proc.env);
-  }
-
-  /** kill -9 of every process of this pipeline. */
-  async stop(): Promise<void> {
-    await Promise.all([...this.procs.values()].map((p) => p.child.kill9()));
-  }
-
-  /** Failures of processes that exited without being killed by the test. */
-  crashes(): string[] {
-    return [...this.procs.entries()]
-      .filter(([, p]) => p.child.exit && p.child.exit.signal !== 'SIGKILL')
-      .map(([name, p]) => `${name}: ${JSON.stringify(p.child.exit)}\n${p.child.output()}`);
-  }
-
-  private doors(): string[] {
-    return [...this.procs.values()].flatMap((p) => (p.url && !p.child.exit ? [p.url] : []));
-  }
-
-  /** A door, round-robin over the running ones. */
-  private door(): string {
-    const doors = this.doors();
-    if (doors.length === 0) throw new Error('no ingest process is running');
-    return doors[this.nextDoor++ % doors.length]!;
+  /** Starts `atlas run <stages…>` as process `name` (see PipelineProcesses.start). */
+  spawn(name: string, stages: string[], env: Record<string, string> = {}): Promise<Child> {
+    return this.start(name, ['run', ...stages], env);
   }
 
   /**
@@ -184,7 +96,7 @@ export class GraphPipeline {
       const body = opts.mode === 'single' ? chunk[0] : chunk;
       const path = opts.mode === 'single' ? '/events' : '/events/batch';
       for (let attempt = 0; ; attempt++) {
-        const answer = await postJson(`${this.door()}${path}`, body);
+        const answer = await postJson(`${this.doorUrl()}${path}`, body);
         if (answer.status === 200 || answer.status === 202) break;
         if ((answer.status === 429 || answer.status === 503) && attempt < 100) {
           await delay(50);
@@ -254,36 +166,15 @@ export class GraphPipeline {
     const accepted = await this.acceptedCount();
     const done = await this.transitiveDone();
     if (done !== accepted) return `transitive has passed ${done} of ${accepted} events`;
-    const links: Array<[string, string]> = [
+    return unfinishedLink(this.redis, this.keys, [
       [streams.ingest, 'validate'],
       [streams.validated, 'transitive'],
       [streams.transitive, 'canonical'],
-    ];
-    for (const [name, group] of links) {
-      const stream = this.keys.stream(name);
-      const g = (await groupsOf(this.redis, stream)).find((x) => x.name === group);
-      if (!g) return `no group ${group} on ${stream} yet`;
-      if (g.pending > 0) return `${group}: ${g.pending} pending`;
-      if (g.lag === null) {
-        const [last] = (await this.redis.xrevrange(stream, '+', '-', 'COUNT', 1)) as [string, string[]][];
-        if (last && last[0] !== g.lastDeliveredId) return `${group}: unread entries`;
-      } else if (g.lag > 0) return `${group}: lag ${g.lag}`;
-    }
-    return null;
+    ]);
   }
 
   async waitIdle(timeoutMs = 60_000): Promise<void> {
-    await eventually(
-      async () => {
-        const crashed = this.crashes();
-        if (crashed.length > 0) throw new Error(`a process crashed:\n${crashed.join('\n')}`);
-        const why = await this.notIdle();
-        if (why) throw new Error(`pipeline not idle: ${why}`);
-        return true;
-      },
-      timeoutMs,
-      25,
-    );
+    await this.waitUntil('idle', () => this.notIdle(), timeoutMs, 25);
   }
 
   /** `atlas canonical show <root> --json`, run as a process, normalised to the fixtures' shape. */
@@ -367,56 +258,7 @@ export class GraphPipeline {
 
   /** Name of the process that holds a singleton stage's lease. */
   async leaseHolder(stage: string): Promise<string | null> {
-    const pid = await this.leaseHolderPid(stage);
-    for (const [name, p] of this.procs) if (p.child.pid === pid && !p.child.exit) return name;
-    return null;
-  }
-}
-
-/** Ports this test process handed out: never twice. */
-const handedOut = new Set<number>();
-
-/**
- * A port nothing listens on, picked below the kernel's ephemeral range — where the bind-to-0
- * ports of other processes (and other test files' freePort()) land — so races are rare.
- */
-async function doorPort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    if (handedOut.has(port)) continue;
-    handedOut.add(port);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-}
-
-/**
- * Whether process `pid` holds the listening socket of `port` (Linux /proc); undefined where
- * that cannot be told.
- */
-export async function listensOn(pid: number, port: number): Promise<boolean | undefined> {
-  try {
-    const inodes = new Set<string>();
-    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-      const text = await readFile(table, 'utf8').catch(() => '');
-      for (const line of text.split('\n').slice(1)) {
-        const cols = line.trim().split(/\s+/);
-        const local = cols[1]?.split(':').at(-1);
-        if (local && Number.parseInt(local, 16) === port && cols[3] === '0A' && cols[9]) inodes.add(cols[9]);
-      }
-    }
-    for (const fd of await readdir(`/proc/${pid}/fd`)) {
-      const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-      const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
-      if (inode && inodes.has(inode)) return true;
-    }
-    return false;
-  } catch {
-    return undefined;
+    return this.nameOf(await this.leaseHolderPid(stage));
   }
 }
 
