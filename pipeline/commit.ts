@@ -84,7 +84,8 @@ export class Commit {
     for (const { sha, bytes } of this.blobs.values()) args.push(sha, bytes);
     args.push(this.acks.length, ...this.acks);
     args.push(this.appends.length);
-    for (const { key, flat } of this.appends) args.push(index(key), hasBlobRefs(flat) ? 1 : 0, flat.length, ...flat);
+    for (const { key, flat } of this.appends)
+      args.push(index(key), hasBlobRefs(flat) ? 1 : 0, flat.length, ...flat);
     args.push(this.ops.length);
     for (const { op, key, args: a } of this.ops) args.push(op, index(key), a.length, ...a);
     return (await runScript(redis, 'commit', keyList, args)) as string[] | null;

@@ -10,7 +10,10 @@ const roots = z
   .string()
   .default('')
   .transform((list, ctx) => {
-    const ids = list.split(',').map((r) => r.trim()).filter((r) => r.length > 0);
+    const ids = list
+      .split(',')
+      .map((r) => r.trim())
+      .filter((r) => r.length > 0);
     const normal = ids.map((id) => normalizeHex(id, 16));
     const bad = ids.filter((_, i) => normal[i] === null);
     if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `not 16-byte space ids: ${bad.join(', ')}` });
@@ -28,7 +31,10 @@ export const settings = {
     'Key prefix; keys are `{prefix}:…`',
   ],
   ATLAS_HTTP_PORT: [int(8080), 'Port of the ingest HTTP door (and /metrics)'],
-  ATLAS_HTTP_HOST: [z.string().min(1).default('0.0.0.0'), 'Address the HTTP door binds (127.0.0.1 keeps it local)'],
+  ATLAS_HTTP_HOST: [
+    z.string().min(1).default('0.0.0.0'),
+    'Address the HTTP door binds (127.0.0.1 keeps it local)',
+  ],
   ATLAS_METRICS_PORT: [int(0), 'Port for /metrics of processes without the HTTP door (0 = none)'],
   LOG_LEVEL: [
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,6 +1,6 @@
 /** The dead-letter stream: list, show, redrive (back onto the failed stage's input), purge. */
 import type { Redis } from 'ioredis';
-import { parseEntries, type Entry } from './entry.ts';
+import { type Entry, parseEntries } from './entry.ts';
 import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
 
@@ -93,7 +93,12 @@ export async function redrive(
 export async function purge(redis: Redis, keys: Keys, ids: string[]): Promise<string[]> {
   const dropped: string[] = [];
   for (const id of ids) {
-    const gone = (await runScript(redis, 'dlq-drop', [keys.dlq, keys.blobRefs], [keys.blob(''), id])) as number;
+    const gone = (await runScript(
+      redis,
+      'dlq-drop',
+      [keys.dlq, keys.blobRefs],
+      [keys.blob(''), id],
+    )) as number;
     if (gone > 0) dropped.push(id);
   }
   return dropped;

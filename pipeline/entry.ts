@@ -58,12 +58,12 @@ function isText(b: Buffer): boolean {
 
 type RawEntry = [Buffer, Buffer[]];
 
-/** Parses the entries part of XRANGE / XREADGROUP / XAUTOCLAIM buffer replies. */
+/** Parses the entries part of XRANGE / XREADGROUP / XCLAIM buffer replies. */
 export function parseEntries(raw: RawEntry[] | null): Entry[] {
   if (!raw) return [];
   const out: Entry[] = [];
   for (const item of raw) {
-    if (!item || !item[1]) continue; // XAUTOCLAIM reports deleted entries as nil
+    if (!item?.[1]) continue; // XCLAIM and XRANGE of our PEL report deleted entries as nil
     const fields = new Map<string, Buffer>();
     const flat = item[1];
     for (let i = 0; i < flat.length; i += 2) fields.set(flat[i]!.toString('utf8'), flat[i + 1]!);

@@ -1,5 +1,5 @@
 /** JSON logs (pino); pretty-printed when a person is watching a terminal. */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 

@@ -1,10 +1,10 @@
 /** What a stage is to the runtime: a handler over batches of entries, plus a few declarations. */
 import type { Redis } from 'ioredis';
+import type { StateOp } from './commit.ts';
 import type { Config } from './config.ts';
 import type { Entry, Fields } from './entry.ts';
 import type { Keys } from './keys.ts';
 import type { Logger } from './log.ts';
-import type { StateOp } from './commit.ts';
 
 /** What a handler does with its inputs; all of it is committed atomically after `handle`. */
 export interface Step {

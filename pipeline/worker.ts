@@ -4,8 +4,9 @@
  * to the DLQ after ATLAS_MAX_DELIVERIES; Redis outages are waited out with backoff; output
  * backlog pauses reading; order-sensitive stages get their inputs re-sequenced.
  */
-import { hostname } from 'node:os';
+
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { backlog, groupsOf } from './backlog.ts';
 import { backoffMs, sleep } from './backoff.ts';
@@ -19,8 +20,8 @@ import type { Logger } from './log.ts';
 import { metrics } from './metrics.ts';
 import { isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
-import { Rejection, type Stage, type Step, TransientError } from './stage.ts';
 import { compareStreamIds, trimAcknowledged } from './retention.ts';
+import { Rejection, type Stage, type Step, TransientError } from './stage.ts';
 
 const HOUSEKEEPING_MS = 1000;
 const FORGET_IDLE_CONSUMER_MS = 10 * 60 * 1000;
@@ -321,7 +322,8 @@ export class Worker {
     // A stateless stage handles what it reads at once, so every takeover counts; a singleton's
     // takeover (minIdleMs 0) counts only the range its predecessor marked as being handled.
     const wasHandled = (id: string) =>
-      minIdleMs > 0 || (handling !== null && compareStreamIds(id, from!) >= 0 && compareStreamIds(id, to!) <= 0);
+      minIdleMs > 0 ||
+      (handling !== null && compareStreamIds(id, from!) >= 0 && compareStreamIds(id, to!) <= 0);
     // Only what the dead holder was handling counts as another delivery; what merely waited (in
     // the re-sequencer, in a conflation window) keeps its count, or restarts alone would make
     // good entries poison. XCLAIM's RETRYCOUNT applies to a whole call: one call per count.
@@ -361,7 +363,8 @@ export class Worker {
       const idle = Number(flat[flat.indexOf('idle') + 1]);
       if (name === this.consumer) continue;
       if (pending === 0) {
-        if (idle > FORGET_IDLE_CONSUMER_MS) await this.redis.xgroup('DELCONSUMER', this.inputKey, this.group, name);
+        if (idle > FORGET_IDLE_CONSUMER_MS)
+          await this.redis.xgroup('DELCONSUMER', this.inputKey, this.group, name);
         continue;
       }
       if (rows.length >= this.config.ATLAS_BATCH_SIZE) continue;
@@ -562,7 +565,9 @@ export class Worker {
     if (this.lease && !lease) throw new Error('FENCED lease lost before commit');
     const written = await commit.run(this.redis, { stream: this.inputKey, group: this.group }, lease);
     if (written === null) {
-      this.log.info('step already committed (retry after a lost reply, or a takeover); nothing written again');
+      this.log.info(
+        'step already committed (retry after a lost reply, or a takeover); nothing written again',
+      );
       metrics.duplicates.inc({ stage: this.stage.name });
       return;
     }

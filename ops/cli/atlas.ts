@@ -179,7 +179,9 @@ program
     const current = await withRedis((redis, k) => readCurrent(redis, canonicalStore(k), root));
     if (!current) throw new UsageError(`no canonical graph emitted for root ${root} yet`);
     const { graph, emitted } = current;
-    process.stdout.write(`${opts.json ? jsonView(graph, emitted.sequence_number) : textView(graph, emitted.sequence_number)}\n`);
+    process.stdout.write(
+      `${opts.json ? jsonView(graph, emitted.sequence_number) : textView(graph, emitted.sequence_number)}\n`,
+    );
   });
 
 const kafka = program.command('kafka').description('the Kafka output');

@@ -7,10 +7,13 @@ import type { Config } from '../../pipeline/config.ts';
 import { parseEntries } from '../../pipeline/entry.ts';
 import { keys } from '../../pipeline/keys.ts';
 import { connectWorker } from '../../pipeline/redis.ts';
+import { textView } from '../../stages/canonical/show.ts';
 import { ensureTopic } from '../../stages/emit/kafka-sink.ts';
 import { prepareKafkajs } from '../../stages/emit/kafkajs-node24.ts';
-import { type CanonicalGraphUpdatedView, decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
-import { textView } from '../../stages/canonical/show.ts';
+import {
+  type CanonicalGraphUpdatedView,
+  decodeCanonicalGraphUpdated,
+} from '../../stages/serialize/decode.ts';
 import { toWire } from '../../stages/topology/graph-wire.ts';
 import { fromJsonTree } from '../../stages/topology/tree.ts';
 
@@ -23,11 +26,16 @@ export interface TailOptions {
 
 function kafkaClient(config: Config) {
   prepareKafkajs();
-  return new kafkajs.Kafka({ clientId: 'atlas-cli', brokers: config.KAFKA_BROKER.split(','), logLevel: kafkajs.logLevel.ERROR });
+  return new kafkajs.Kafka({
+    clientId: 'atlas-cli',
+    brokers: config.KAFKA_BROKER.split(','),
+    logLevel: kafkajs.logLevel.ERROR,
+  });
 }
 
 export async function kafkaInit(config: Config): Promise<string> {
-  if (!config.KAFKA_BROKER) return 'KAFKA_BROKER is not set: the pipeline publishes to the Redis stream sink; nothing to create';
+  if (!config.KAFKA_BROKER)
+    return 'KAFKA_BROKER is not set: the pipeline publishes to the Redis stream sink; nothing to create';
   const admin = kafkaClient(config).admin();
   await admin.connect();
   try {
@@ -44,7 +52,12 @@ export function describeUpdate(view: CanonicalGraphUpdatedView): string {
     root_id: view.root_id,
     tree,
     canonical_space_ids: view.canonical_space_ids,
-    meta: { block_number: view.meta.block_number, block_timestamp: view.meta.created_at, tx_hash: '', cursor: view.meta.cursor },
+    meta: {
+      block_number: view.meta.block_number,
+      block_timestamp: view.meta.created_at,
+      tx_hash: '',
+      cursor: view.meta.cursor,
+    },
   });
   return textView(wire, Number(view.sequence_number));
 }
@@ -76,7 +89,8 @@ async function tailKafka(config: Config, opts: TailOptions): Promise<void> {
     void consumer.run({
       eachMessage: async ({ partition, message }) => {
         if (message.value) print(message.value, opts.root);
-        if (opts.exit && BigInt(message.offset) + 1n >= (ends.get(partition) ?? 0n)) unfinished.delete(partition);
+        if (opts.exit && BigInt(message.offset) + 1n >= (ends.get(partition) ?? 0n))
+          unfinished.delete(partition);
         if (opts.exit && unfinished.size === 0) resolve();
       },
     });

@@ -1,9 +1,9 @@
 /** `atlas up` / `atlas run`: build the chosen stages as components of this process and run them. */
-import { type Config } from '../../pipeline/config.ts';
+import type { Config } from '../../pipeline/config.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { type Component, run, stageComponent } from '../../pipeline/runtime.ts';
-import { ingestComponent } from '../../stages/ingest/index.ts';
 import { stageNames, workerStages } from '../../stages/index.ts';
+import { ingestComponent } from '../../stages/ingest/index.ts';
 
 export class UsageError extends Error {}
 

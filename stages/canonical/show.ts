@@ -36,7 +36,11 @@ export function treeJson(nodes: WireNode[]): string {
   }
 }
 
-export function textView(graph: GraphWire, sequenceNumber: number, names: Record<string, string> = {}): string {
+export function textView(
+  graph: GraphWire,
+  sequenceNumber: number,
+  names: Record<string, string> = {},
+): string {
   const label = (id: string) => (names[id] ? `${names[id]} (${id})` : id);
   const lines = [
     `root ${label(graph.root_id)}  sequence_number=${sequenceNumber}  block=${graph.meta.block_number}`,

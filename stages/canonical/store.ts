@@ -28,12 +28,22 @@ export async function loadEmitted(redis: Redis, store: CanonicalStore): Promise<
 }
 
 /** Records an emission in the same atomic step as the output entry. */
-export function recordEmission(step: Step, store: CanonicalStore, root: string, emitted: Emitted, graphJson: string): void {
+export function recordEmission(
+  step: Step,
+  store: CanonicalStore,
+  root: string,
+  emitted: Emitted,
+  graphJson: string,
+): void {
   step.write('HSET', store.roots, root, JSON.stringify(emitted));
   step.write('SET', store.graph(root), graphJson);
 }
 
-export async function readCurrent(redis: Redis, store: CanonicalStore, root: string): Promise<{ emitted: Emitted; graph: GraphWire } | undefined> {
+export async function readCurrent(
+  redis: Redis,
+  store: CanonicalStore,
+  root: string,
+): Promise<{ emitted: Emitted; graph: GraphWire } | undefined> {
   // One MULTI: two separate reads could straddle a commit and pair a number with another graph.
   const replies = (await redis.multi().hget(store.roots, root).get(store.graph(root)).exec()) ?? [];
   const [emitted, graph] = replies.map(([err, value]) => {

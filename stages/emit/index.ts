@@ -19,10 +19,10 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
     ? new KafkaSink({ brokers: config.KAFKA_BROKER.split(','), topic, log })
     : new RedisSink(redis, keys.stream(`out:${topic}`));
   log.info(
+    config.KAFKA_BROKER ? { broker: config.KAFKA_BROKER, topic } : { stream: keys.stream(`out:${topic}`) },
     config.KAFKA_BROKER
-      ? { broker: config.KAFKA_BROKER, topic }
-      : { stream: keys.stream(`out:${topic}`) },
-    config.KAFKA_BROKER ? 'emit: publishing to Kafka' : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
+      ? 'emit: publishing to Kafka'
+      : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
   );
   const breaker = new CircuitBreaker();
 
@@ -39,7 +39,10 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
       breaker.success();
     } catch (err) {
       breaker.failure();
-      throw new TransientError(`publishing to the sink failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new TransientError(
+        `publishing to the sink failed: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
     }
   }
 
@@ -62,7 +65,11 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
     async handle(entries, step) {
       const messages = entries.filter((e) => !e.has('skip'));
       for (const e of entries) {
-        if (e.has('skip')) log.warn({ root: e.text('root'), sequence_number: e.text('sequence_number') }, 'skipped: dead-lettered upstream');
+        if (e.has('skip'))
+          log.warn(
+            { root: e.text('root'), sequence_number: e.text('sequence_number') },
+            'skipped: dead-lettered upstream',
+          );
       }
       if (messages.length > 0) await publish(messages);
       const now = Date.now();

@@ -5,9 +5,9 @@
  */
 import kafkajs, { type Admin, type ITopicConfig, type Kafka, type LogEntry, type Producer } from 'kafkajs';
 import type { Logger } from '../../pipeline/log.ts';
+import { prepareKafkajs } from './kafkajs-node24.ts';
 import { type PartitionRange, readLastSequences, SEQUENCE_HEADER } from './read-back.ts';
 import { type OutMessage, onlyRoots, rootsOf, type Sink, traceparentOf, unpublished } from './sink.ts';
-import { prepareKafkajs } from './kafkajs-node24.ts';
 
 export interface KafkaSinkOptions {
   brokers: string[];

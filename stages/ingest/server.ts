@@ -4,12 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, {
-  LogController,
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  LogController,
 } from 'fastify';
 import type { Redis } from 'ioredis';
 import { backlog } from '../../pipeline/backlog.ts';
@@ -146,14 +146,12 @@ async function readiness(
 
 function badRequest(req: FastifyRequest, reply: FastifyReply, errors: FieldError[]): FastifyReply {
   ingestMetrics.rejected.inc({ reason: 'invalid_envelope' });
-  return reply
-    .code(400)
-    .send({
-      error: 'invalid_envelope',
-      message: 'the request has invalid fields',
-      errors,
-      request_id: req.id,
-    });
+  return reply.code(400).send({
+    error: 'invalid_envelope',
+    message: 'the request has invalid fields',
+    errors,
+    request_id: req.id,
+  });
 }
 
 function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -163,7 +161,10 @@ function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply)
     const message = /timed out/i.test(err.message)
       ? 'Redis did not answer in time; the events may have been accepted: retry with the same event_id (duplicates are detected)'
       : 'Redis is unreachable; nothing was accepted';
-    return reply.code(503).header('retry-after', '1').send({ error: 'unavailable', message, request_id: req.id });
+    return reply
+      .code(503)
+      .header('retry-after', '1')
+      .send({ error: 'unavailable', message, request_id: req.id });
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
   const code =

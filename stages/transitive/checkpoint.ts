@@ -30,12 +30,17 @@ export function writeDelta(step: Step, k: CheckpointKeys, event: TopologyEvent):
   }
   const op = event.event_type === 'space.trust_extended' ? 'SADD' : 'SREM';
   const ext = event.extension;
-  if (ext.kind === 'subtopic') step.write(op, k.topicEdges, `${event.source_space_id}|${ext.target_topic_id}`);
+  if (ext.kind === 'subtopic')
+    step.write(op, k.topicEdges, `${event.source_space_id}|${ext.target_topic_id}`);
   else step.write(op, k.edges, `${event.source_space_id}|${ext.target_space_id}|${ext.kind}`);
 }
 
 export async function loadState(redis: Redis, k: CheckpointKeys): Promise<GraphState> {
-  const [topics, edges, topicEdges] = await Promise.all([redis.hgetall(k.topics), redis.smembers(k.edges), redis.smembers(k.topicEdges)]);
+  const [topics, edges, topicEdges] = await Promise.all([
+    redis.hgetall(k.topics),
+    redis.smembers(k.edges),
+    redis.smembers(k.topicEdges),
+  ]);
   return {
     topics: Object.entries(topics),
     edges: edges.map((e) => e.split('|') as [string, string, 'verified' | 'related']),

@@ -3,9 +3,10 @@
  * canonical graph of every configured root the event may have changed. Singleton (lease +
  * fencing); its state is checkpointed as deltas atomically with its output.
  */
+
+import type { Entry } from '../../pipeline/entry.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { Rejection, type StageFactory } from '../../pipeline/stage.ts';
-import type { Entry } from '../../pipeline/entry.ts';
 import type { TopologyEvent } from '../topology/events.ts';
 import { toWire } from '../topology/graph-wire.ts';
 import { checkpointKeys, loadState, writeDelta } from './checkpoint.ts';

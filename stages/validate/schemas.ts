@@ -3,8 +3,8 @@
  * u64 numbers to decimal strings (a JSON number or a decimal string in, no precision lost).
  */
 import { z } from 'zod';
-import { normalizeHex } from '../topology/ids.ts';
 import type { TopologyEvent } from '../topology/events.ts';
+import { normalizeHex } from '../topology/ids.ts';
 
 const U64_MAX = 2n ** 64n - 1n;
 

@@ -47,14 +47,17 @@ describe('settings', () => {
     expect(() => parseConfig({ ATLAS_ROOT_SPACE_ID: 'aa,25000000000000000000000000000001' })).toThrow(
       /ATLAS_ROOT_SPACE_ID.*not 16-byte space ids: aa/s,
     );
-    expect(() => parseConfig({ ATLAS_BLOCK_MS: '5000', ATLAS_SHUTDOWN_MS: '2000' })).toThrow(/ATLAS_BLOCK_MS/);
+    expect(() => parseConfig({ ATLAS_BLOCK_MS: '5000', ATLAS_SHUTDOWN_MS: '2000' })).toThrow(
+      /ATLAS_BLOCK_MS/,
+    );
   });
 
   it('reads numbers and lists from strings; an empty value counts as unset', () => {
     const c = parseConfig({
       ATLAS_BATCH_SIZE: '7',
       ATLAS_BLOCK_MS: '',
-      ATLAS_ROOT_SPACE_ID: ' 0xAA000000000000000000000000000001, bb000000-0000-0000-0000-000000000002 ,,cc000000000000000000000000000003 ',
+      ATLAS_ROOT_SPACE_ID:
+        ' 0xAA000000000000000000000000000001, bb000000-0000-0000-0000-000000000002 ,,cc000000000000000000000000000003 ',
       LOG_LEVEL: 'debug',
       ATLAS_PREFIX: 'my-pipe_1.x',
       NOT_A_SETTING: 'ignored',
