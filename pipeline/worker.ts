@@ -13,18 +13,18 @@ import { backoffMs, sleep } from './backoff.ts';
 import { resolveBlobs } from './claim-check.ts';
 import { Commit } from './commit.ts';
 import type { Config } from './config.ts';
-import { Entry, type Fields, parseEntries } from './entry.ts';
+import { GroupConsumer } from './consumer.ts';
+import { Entry, type Fields } from './entry.ts';
 import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
 import type { Logger } from './log.ts';
 import { metrics } from './metrics.ts';
 import { isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
-import { compareStreamIds, trimAcknowledged } from './retention.ts';
+import { trimAcknowledged } from './retention.ts';
 import { Rejection, type Stage, type Step, TransientError } from './stage.ts';
 
 const HOUSEKEEPING_MS = 1000;
-const FORGET_IDLE_CONSUMER_MS = 10 * 60 * 1000;
 
 interface Item {
   entry: Entry;
@@ -41,6 +41,8 @@ export class Worker {
   private readonly inputKey: string;
   private readonly group: string;
   private readonly lease: Lease | undefined;
+  /** This worker's consumer on its input stream. */
+  private readonly input: GroupConsumer;
   private reseq: Resequencer<Item> | undefined;
   private stopping = false;
   private active = false;
@@ -67,6 +69,14 @@ export class Worker {
     this.log = log.child({ stage: stage.name, consumer: this.consumer });
     this.inputKey = keys.stream(stage.input);
     this.group = stage.name;
+    this.input = new GroupConsumer({
+      redis,
+      stream: this.inputKey,
+      group: this.group,
+      name: this.consumer,
+      batchSize: config.ATLAS_BATCH_SIZE,
+      handlingKey: keys.of('handling', stage.name),
+    });
     if (stage.singleton)
       this.lease = new Lease(redis, keys.of('lease', stage.name), config.ATLAS_LEASE_MS, this.consumer);
   }
@@ -91,7 +101,7 @@ export class Worker {
   }
 
   private async run(): Promise<void> {
-    await this.retrying(() => this.ensureGroup());
+    await this.retrying(() => this.input.ensureGroup());
     while (!this.stopping) {
       if (!(await this.activate())) break;
       await this.loop();
@@ -100,14 +110,6 @@ export class Worker {
     await this.lease?.release();
     await this.stage.stop?.();
     this.log.info('stopped');
-  }
-
-  private async ensureGroup(): Promise<void> {
-    try {
-      await this.redis.xgroup('CREATE', this.inputKey, this.group, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!(err instanceof Error && err.message.includes('BUSYGROUP'))) throw err;
-    }
   }
 
   /** Becomes the active instance: lease (singletons), restored order, taken-over entries. */
@@ -213,7 +215,9 @@ export class Worker {
   private async nextEntries(): Promise<Entry[]> {
     const now = Date.now();
     if (now - this.lastClaim >= this.config.ATLAS_CLAIM_IDLE_MS / 2) {
-      const claimed = await this.claimStale(this.takeOverAll ? 0 : this.config.ATLAS_CLAIM_IDLE_MS);
+      const claimed = await this.input.claimStale(this.takeOverAll ? 0 : this.config.ATLAS_CLAIM_IDLE_MS);
+      if (claimed.length > 0)
+        this.log.info({ count: claimed.length }, 'took over pending entries of other consumers');
       if (claimed.length > 0) return claimed;
       this.takeOverAll = false;
       this.lastClaim = now;
@@ -226,7 +230,7 @@ export class Worker {
         this.moved = false;
         this.spilledInPass = false;
       }
-      const own = await this.readOwn(this.ownFrom);
+      const own = await this.input.readOwn(this.ownFrom);
       if (own.length > 0) {
         this.ownFrom = `(${own[own.length - 1]!.id}`;
         return own;
@@ -241,146 +245,12 @@ export class Worker {
     }
     // A full re-sequencer keeps reading too: the entry it waits for may be next in the stream;
     // whatever does not fit spills (stays pending under our name, for a later pass).
-    return this.read();
-  }
-
-  private async read(): Promise<Entry[]> {
     // A stage with a tick must not sleep through it (a conflation window would close late).
     const tick = this.stage.tick;
     const block = tick
       ? Math.max(1, Math.min(this.config.ATLAS_BLOCK_MS, this.lastTick + tick.everyMs - Date.now()))
       : this.config.ATLAS_BLOCK_MS;
-    const reply = (await this.redis.callBuffer(
-      'XREADGROUP',
-      'GROUP',
-      this.group,
-      this.consumer,
-      'COUNT',
-      this.config.ATLAS_BATCH_SIZE,
-      'BLOCK',
-      block,
-      'STREAMS',
-      this.inputKey,
-      '>',
-    )) as [Buffer, [Buffer, Buffer[]][]][] | null;
-    return parseEntries(reply?.[0]?.[1] ?? null);
-  }
-
-  /**
-   * The next page of our own pending entries after `from` ('-' or an exclusive '(id'). Read with
-   * XRANGE, not XREADGROUP: re-reading our own PEL must not count as another delivery, or
-   * entries spilled by the re-sequencer (read again on every pass) would end up as poison.
-   */
-  private async readOwn(from: string): Promise<Entry[]> {
-    for (let start = from; ; ) {
-      const rows = (await this.redis.xpending(
-        this.inputKey,
-        this.group,
-        start,
-        '+',
-        this.config.ATLAS_BATCH_SIZE,
-        this.consumer,
-      )) as [string, string, number, number][];
-      if (rows.length === 0) return [];
-      const pipeline = this.redis.pipeline();
-      for (const [id] of rows) pipeline.xrangeBuffer(this.inputKey, id, id);
-      const replies = (await pipeline.exec()) ?? [];
-      const entries: Entry[] = [];
-      const deleted: string[] = [];
-      for (const [i, [id, , , count]] of rows.entries()) {
-        const [err, raw] = replies[i] ?? [];
-        if (err) throw err;
-        const [entry] = parseEntries(raw as [Buffer, Buffer[]][]);
-        if (!entry) {
-          deleted.push(id);
-          continue;
-        }
-        entry.deliveries = Number(count);
-        entries.push(entry);
-      }
-      // Pending entries deleted from the stream have nothing left to process.
-      if (deleted.length > 0) await this.redis.xack(this.inputKey, this.group, ...deleted);
-      if (entries.length > 0) return entries;
-      start = `(${rows[rows.length - 1]![0]}`;
-    }
-  }
-
-  /**
-   * Takes over entries other consumers left pending longer than minIdleMs. Our own pending
-   * entries are not touched: they may be waiting in the re-sequencer on purpose.
-   */
-  private async claimStale(minIdleMs: number): Promise<Entry[]> {
-    const rows = await this.stalePendingOfOthers(minIdleMs);
-    const stale = rows.slice(0, this.config.ATLAS_BATCH_SIZE);
-    // An entry taken over before may be what killed its consumer: those are retried one at a
-    // time, so that a poison entry does not take the rest of its batch to the DLQ with it.
-    const retried = stale.findIndex((r) => Number(r[3]) > 1);
-    const theirs = retried === 0 ? stale.slice(0, 1) : retried > 0 ? stale.slice(0, retried) : stale;
-    if (theirs.length === 0) return [];
-    const handling = minIdleMs === 0 ? await this.redis.get(this.handlingKey()) : null;
-    const [from, to] = handling ? handling.split(' ') : ['', ''];
-    // A stateless stage handles what it reads at once, so every takeover counts; a singleton's
-    // takeover (minIdleMs 0) counts only the range its predecessor marked as being handled.
-    const wasHandled = (id: string) =>
-      minIdleMs > 0 ||
-      (handling !== null && compareStreamIds(id, from!) >= 0 && compareStreamIds(id, to!) <= 0);
-    // Only what the dead holder was handling counts as another delivery; what merely waited (in
-    // the re-sequencer, in a conflation window) keeps its count, or restarts alone would make
-    // good entries poison. XCLAIM's RETRYCOUNT applies to a whole call: one call per count.
-    const groups = new Map<string, string[]>();
-    const deliveries = new Map<string, number>();
-    for (const [id, , , count] of theirs) {
-      const counts = wasHandled(id);
-      const group = counts ? 'next' : String(count);
-      groups.set(group, [...(groups.get(group) ?? []), id]);
-      deliveries.set(id, Number(count) + (counts ? 1 : 0));
-    }
-    const reply: [Buffer, Buffer[]][] = [];
-    for (const [group, ids] of groups) {
-      const retry = group === 'next' ? [] : ['RETRYCOUNT', group];
-      const args = [this.inputKey, this.group, this.consumer, minIdleMs, ...ids, ...retry];
-      reply.push(...((await this.redis.callBuffer('XCLAIM', ...args)) as [Buffer, Buffer[]][]));
-    }
-    reply.sort((x, y) => compareStreamIds(x[0].toString(), y[0].toString()));
-    const entries = parseEntries(reply);
-    for (const e of entries) e.deliveries = deliveries.get(e.id) ?? e.deliveries;
-    if (entries.length > 0)
-      this.log.info({ count: entries.length }, 'took over pending entries of other consumers');
-    return entries;
-  }
-
-  /**
-   * Pending entries idle for minIdleMs, of every consumer but this one, oldest consumers' first.
-   * Consumers that hold nothing and have been idle long are forgotten: every process start
-   * adds one, and XREADGROUP brings a live one back by itself.
-   */
-  private async stalePendingOfOthers(minIdleMs: number): Promise<[string, string, number, number][]> {
-    const consumers = (await this.redis.xinfo('CONSUMERS', this.inputKey, this.group)) as unknown[][];
-    const rows: [string, string, number, number][] = [];
-    for (const flat of consumers) {
-      const name = String(flat[flat.indexOf('name') + 1]);
-      const pending = Number(flat[flat.indexOf('pending') + 1]);
-      const idle = Number(flat[flat.indexOf('idle') + 1]);
-      if (name === this.consumer) continue;
-      if (pending === 0) {
-        if (idle > FORGET_IDLE_CONSUMER_MS)
-          await this.redis.xgroup('DELCONSUMER', this.inputKey, this.group, name);
-        continue;
-      }
-      if (rows.length >= this.config.ATLAS_BATCH_SIZE) continue;
-      const theirs = (await this.redis.xpending(
-        this.inputKey,
-        this.group,
-        'IDLE',
-        minIdleMs,
-        '-',
-        '+',
-        this.config.ATLAS_BATCH_SIZE - rows.length,
-        name,
-      )) as [string, string, number, number][];
-      rows.push(...theirs);
-    }
-    return rows.sort((x, y) => compareStreamIds(x[0], y[0]));
+    return this.input.readNew(block);
   }
 
   private async process(entries: Entry[]): Promise<void> {
@@ -493,23 +363,8 @@ export class Worker {
       else live.push(item.entry);
     }
     if (live.length === 0) return;
-    if (this.stage.singleton) await this.markHandling(live);
+    if (this.stage.singleton) await this.input.markHandling(live);
     await this.stage.handle(live, this.stepFor(commit));
-  }
-
-  private handlingKey(): string {
-    return this.keys.of('handling', this.stage.name);
-  }
-
-  /** Which entries a singleton is about to handle: if it dies now, a successor counts only these. */
-  private async markHandling(entries: Entry[]): Promise<void> {
-    let first = entries[0]!.id;
-    let last = first;
-    for (const e of entries) {
-      if (compareStreamIds(e.id, first) < 0) first = e.id;
-      if (compareStreamIds(e.id, last) > 0) last = e.id;
-    }
-    await this.redis.set(this.handlingKey(), `${first} ${last}`);
   }
 
   /** A failed batch: each entry alone, retried until it succeeds or reaches the delivery limit. */
