@@ -62,6 +62,12 @@ export const metrics = {
     labelNames,
     registers: [registry],
   }),
+  circuitOpen: new Gauge({
+    name: 'atlas_circuit_open',
+    help: '1 while the stage sink circuit is open (its sink unreachable)',
+    labelNames,
+    registers: [registry],
+  }),
   transientErrors: new Counter({
     name: 'atlas_transient_errors_total',
     help: 'Retried faults of Redis or a sink',

@@ -24,7 +24,7 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
       ? 'emit: publishing to Kafka'
       : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
   );
-  const breaker = new CircuitBreaker();
+  const breaker = new CircuitBreaker('emit');
 
   async function publish(entries: Entry[]): Promise<void> {
     if (!breaker.allows()) throw new TransientError('sink circuit open');
