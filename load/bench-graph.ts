@@ -15,6 +15,7 @@ import type { TopologyEvent } from '../stages/topology/events.ts';
 import type { EventMeta } from '../stages/topology/tree.ts';
 import { distinctPostorder } from '../stages/topology/tree.ts';
 import { type GraphState, TopologyGraph } from '../stages/transitive/domain/topology-graph.ts';
+import { prng } from '../test/support/prng.ts';
 
 const OUT_DEGREE = 3;
 const ROOT_DEGREE = 8;
@@ -32,17 +33,6 @@ interface Scenario {
   topicHeavy: boolean;
   events: number;
   fullSamples: number;
-}
-
-/** Deterministic PRNG (mulberry32), so runs compare. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class World {

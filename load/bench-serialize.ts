@@ -5,12 +5,14 @@
  *
  *   node load/bench-serialize.ts
  */
+
 import { loadavg } from 'node:os';
 import type protobuf from 'protobufjs/minimal.js';
 import { topology } from '../proto/gen/atlas.js';
 import { encodeCanonicalGraphUpdated } from '../stages/serialize/encode.ts';
 import { type GraphWire, toWire } from '../stages/topology/graph-wire.ts';
 import { type EdgeKind, type EventMeta, TreeInterner, type TreeNode } from '../stages/topology/tree.ts';
+import { prng } from '../test/support/prng.ts';
 
 interface Case {
   name: string;
@@ -35,20 +37,9 @@ const SEQUENCE = 123_456n;
 
 const id = (n: number): string => n.toString(16).padStart(32, '0');
 
-/** Deterministic PRNG (mulberry32), so runs compare. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A random tree of `size` nodes, no sharing (the encoder's worst case): each node hangs under an earlier one. */
 function randomTree(size: number, seed: number): GraphWire {
-  const next = random(seed);
+  const next = prng(seed);
   const children: number[][] = Array.from({ length: size }, () => []);
   for (let i = 1; i < size; i++) children[Math.floor(next() * i)]!.push(i);
   const kinds: EdgeKind[] = ['verified', 'related', 'topic'];

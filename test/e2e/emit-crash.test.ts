@@ -29,7 +29,8 @@ import { type HeldLock, lockBroker } from '../support/e2e-lock.ts';
 import { E2EPipeline } from '../support/e2e-pipeline.ts';
 import { churnScenario, emissionCauses, expectedMeta } from '../support/e2e-scenario.ts';
 import { delay } from '../support/eventually.ts';
-import { expectationOf, prng } from '../support/graph-scenario.ts';
+import { expectationOf } from '../support/graph-scenario.ts';
+import { prng } from '../support/prng.ts';
 import { killChildren } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
 

@@ -13,7 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { delay, eventually } from '../support/eventually.ts';
 import { expectEndState } from '../support/graph-expect.ts';
 import { GraphPipeline } from '../support/graph-pipeline.ts';
-import { expectationOf, generateScenario, prng } from '../support/graph-scenario.ts';
+import { expectationOf, generateScenario } from '../support/graph-scenario.ts';
+import { prng } from '../support/prng.ts';
 import { killChildren } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
 

@@ -5,7 +5,8 @@
  * event caused each message (a replay through the domain, as the pipeline runs it).
  */
 import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
-import { type Envelope, expectationOf, prng, toTopologyEvent } from './graph-scenario.ts';
+import { type Envelope, expectationOf, toTopologyEvent } from './graph-scenario.ts';
+import { prng } from './prng.ts';
 
 export interface ChurnOptions {
   seed: number;

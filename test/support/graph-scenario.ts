@@ -4,6 +4,7 @@
  * test process by the naive reference (test/reference/naive-canonical.ts): final graphs,
  * per-event emission counts, conflicts, the resulting topology.
  */
+
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SpaceType, TopologyEvent } from '../../stages/topology/events.ts';
@@ -11,6 +12,7 @@ import { normalizeHex } from '../../stages/topology/ids.ts';
 import type { EventMeta } from '../../stages/topology/tree.ts';
 import { NaiveTopology, type PlainNode } from '../reference/naive-canonical.ts';
 import type { Envelope } from './events.ts';
+import { prng } from './prng.ts';
 
 export type { Envelope, PlainNode };
 
@@ -156,18 +158,6 @@ export function expectationOf(roots: string[], events: Envelope[]): Expectation 
 
 // ---------------------------------------------------------------------------------------------
 // A seeded generator of larger sequences
-
-/** mulberry32: a small deterministic PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface Scenario {
   seed: number;
