@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import { type Entry, parseEntries } from './entry.ts';
 import { compareStreamIds } from './retention.ts';
+import { runScript } from './scripts.ts';
 
 /** [id, consumer, idle ms, deliveries], as XPENDING's extended form gives them. */
 type PendingRow = [string, string, number, number];
@@ -175,7 +176,7 @@ export class GroupConsumer {
       if (name === this.name) continue;
       if (pending === 0) {
         if (idle > FORGET_IDLE_CONSUMER_MS)
-          await this.redis.xgroup('DELCONSUMER', this.stream, this.group, name);
+          await runScript(this.redis, 'forget-consumer', [this.stream], [this.group, name]);
         continue;
       }
       if (rows.length >= this.batchSize) continue;

@@ -3,16 +3,18 @@
  * and inspection, and never deletes an entry some group has not acknowledged.
  */
 import type { Redis } from 'ioredis';
-import { groupsOf } from './backlog.ts';
+import { type GroupInfo, groupsOf } from './backlog.ts';
 import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
 
 const PER_CALL = 1000;
 
 /** Entries with ids below the result are acknowledged by every group (null: nothing is). */
-export async function acknowledgedBelow(redis: Redis, stream: string): Promise<string | null> {
-  const groups = await groupsOf(redis, stream);
-  if (groups.length === 0) return null;
+export async function acknowledgedBelow(
+  redis: Redis,
+  stream: string,
+  groups: GroupInfo[],
+): Promise<string | null> {
   let cutoff: string | null = null;
   for (const g of groups) {
     const summary = (await redis.xpending(stream, g.name)) as [number, string | null, string | null, unknown];
@@ -22,19 +24,31 @@ export async function acknowledgedBelow(redis: Redis, stream: string): Promise<s
   return cutoff;
 }
 
+/**
+ * Deletes the oldest acknowledged entries beyond the newest `retain` of them, at most PER_CALL
+ * per call. Cheap when there is nothing to do (XLEN and XINFO): it runs every second per stage.
+ */
 export async function trimAcknowledged(
   redis: Redis,
   keys: Keys,
   stream: string,
   retain: number,
 ): Promise<number> {
-  const cutoff = await acknowledgedBelow(redis, stream);
-  if (cutoff === null || cutoff === '0-1') return 0;
+  const length = await redis.xlen(stream);
+  if (length <= retain) return 0;
+  const groups = await groupsOf(redis, stream);
+  if (groups.length === 0) return 0;
+  // An upper bound on what some group has not acknowledged (an unknown lag counts as all).
+  const unacknowledged = Math.max(...groups.map((g) => (g.lag ?? length) + g.pending));
+  const count = Math.min(PER_CALL, length - retain - unacknowledged);
+  if (count <= 0) return 0;
+  const cutoff = await acknowledgedBelow(redis, stream, groups);
+  if (cutoff === null) return 0;
   return (await runScript(
     redis,
     'trim-acknowledged',
     [stream, keys.blobRefs],
-    [cutoff, retain, PER_CALL, keys.blob('')],
+    [cutoff, count, keys.blob('')],
   )) as number;
 }
 

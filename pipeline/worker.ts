@@ -101,15 +101,19 @@ export class Worker {
   }
 
   private async run(): Promise<void> {
-    await this.retrying(() => this.input.ensureGroup());
-    while (!this.stopping) {
-      if (!(await this.activate())) break;
-      await this.loop();
-      await this.deactivate();
+    try {
+      await this.retrying(() => this.input.ensureGroup());
+      while (!this.stopping) {
+        if (!(await this.activate())) break;
+        await this.loop();
+        await this.deactivate();
+      }
+    } finally {
+      // Even when stopping interrupts a retry: a standby takes over now, not after the lease lapses.
+      await this.lease?.release();
+      await this.stage.stop?.();
+      this.log.info('stopped');
     }
-    await this.lease?.release();
-    await this.stage.stop?.();
-    this.log.info('stopped');
   }
 
   /** Becomes the active instance: lease (singletons), restored order, taken-over entries. */
@@ -127,7 +131,8 @@ export class Worker {
       if (this.stage.order) this.reseq = await this.restoreOrder();
       await this.stage.activate?.().then((next) => this.moveOrder(next));
     });
-    this.active = true;
+    // The lease may have lapsed while the stage was getting ready: then go back to standby.
+    this.active = !this.lease || this.lease.token !== undefined;
     // The previous holder is gone (we hold its lease): its pending entries are ours at once.
     this.takeOverAll = this.stage.singleton === true;
     this.lastClaim = 0;
@@ -138,7 +143,7 @@ export class Worker {
   private async deactivate(): Promise<void> {
     this.active = false;
     this.reseq = undefined;
-    await this.stage.reset?.();
+    await this.resetStage();
   }
 
   private orderKey(): string {
@@ -177,15 +182,14 @@ export class Worker {
       return;
     }
     const transient = isTransient(err);
-    metrics.transientErrors.inc({ stage: this.stage.name });
+    if (transient) metrics.transientErrors.inc({ stage: this.stage.name });
     this.log[transient ? 'warn' : 'error'](
       { err },
       transient ? 'Redis unavailable; retrying' : 'step failed; retrying',
     );
-    await this.stage.reset?.();
+    // The batch in flight is still pending under our name: resetStage reads it again.
+    await this.resetStage();
     if (this.stage.order) this.reseq = await this.restoreOrder().catch(() => this.reseq);
-    // The batch in flight is still pending under our name: read it again.
-    this.rereadOwn();
     await sleep(backoffMs(this.failures++));
   }
 
@@ -199,6 +203,15 @@ export class Worker {
         await sleep(backoffMs(attempt));
       }
     }
+  }
+
+  /**
+   * Drops the stage's uncommitted in-memory state. Entries it held from earlier batches (a
+   * conflation window, the re-sequencer) are still pending under our name: read them again.
+   */
+  private async resetStage(): Promise<void> {
+    await this.stage.reset?.();
+    this.rereadOwn();
   }
 
   /** Our whole PEL is to be read again (after a failed step, or on becoming active). */
@@ -271,7 +284,7 @@ export class Worker {
       } catch (err) {
         if (isTransient(err) || isFenced(err)) throw err;
         this.log.warn({ err }, 'batch failed; handling its entries one at a time');
-        await this.stage.reset?.();
+        await this.resetStage();
         return true;
       }
     });
@@ -297,7 +310,7 @@ export class Worker {
         metrics.transientErrors.inc({ stage: this.stage.name });
         this.log.warn({ err: describe(err), attempt }, 'transient fault; retrying the step');
         await sleep(backoffMs(attempt));
-        await this.stage.reset?.().catch(() => {});
+        await this.resetStage().catch(() => {});
       }
     }
   }
@@ -386,7 +399,7 @@ export class Worker {
           break;
         } catch (err) {
           if (isTransient(err) || isFenced(err)) throw err;
-          await this.stage.reset?.();
+          await this.resetStage();
           this.log.warn({ err, id: item.entry.id, attempt }, 'entry failed');
           if (attempt >= this.config.ATLAS_MAX_DELIVERIES) {
             item.dead = { reason: 'handler_error', error: err };

@@ -1,8 +1,9 @@
 -- commit: one stage step, atomically — XACK the inputs, store blobs, append outputs (to any
 -- stream, the DLQ included) and apply checkpoint writes. With a fence token, refuses to write
 -- unless this worker still holds the stage's lease. A step whose inputs are all acknowledged
--- already (a retry after a lost reply, or a consumer that lost a race to a takeover) writes
--- nothing and returns false.
+-- already (a retry after a lost reply, or a consumer whose whole batch was taken over and
+-- done) writes nothing and returns false. Redis does not roll a script back, so the whole step
+-- is checked before the first write: a malformed step changes nothing.
 -- KEYS: 1 input stream, 2 blob refs, 3 lease (or any key when unfenced), 4.. output/state keys
 -- ARGV: group, fence, blobPrefix, nBlobs {sha bytes}, nAcks {id}, nAppends {keyIdx hasRefs nFields {f v}},
 --       nOps {op keyIdx nArgs {arg}}
@@ -13,36 +14,54 @@ if fence ~= '' and redis.call('GET', KEYS[3]) ~= fence then
   return redis.error_reply('FENCED lease lost; another instance is active')
 end
 
-local nBlobs = tonumber(ARGV[4])
-local at = 5 + 2 * nBlobs
-local nAcks = tonumber(ARGV[at])
-local acks = {}
-for i = 1, nAcks do acks[i] = ARGV[at + i] end
-at = at + nAcks + 1
+local function fail(message) return redis.error_reply('commit: ' .. message) end
+local function key_of(index) return KEYS[tonumber(index)] end
+local types = {}
+local function type_ok(key, wanted)
+  types[key] = types[key] or redis.call('TYPE', key).ok
+  return types[key] == 'none' or types[key] == wanted or wanted == 'any'
+end
+local kinds = { HSET = 'hash', HDEL = 'hash', SET = 'string', DEL = 'any', SADD = 'set', SREM = 'set' }
+
+-- pos: the next ARGV index to read.
+local pos = 5 + 2 * tonumber(ARGV[4])
+local nAcks = tonumber(ARGV[pos])
+local acks = { unpack(ARGV, pos + 1, pos + nAcks) }
+pos = pos + nAcks + 1
+
+local appends = {}
+local nAppends = tonumber(ARGV[pos])
+pos = pos + 1
+for i = 1, nAppends do
+  local key, nFields = key_of(ARGV[pos]), tonumber(ARGV[pos + 2])
+  local from, to = pos + 3, pos + 2 + (nFields or 0)
+  if not key or not nFields or nFields < 2 or nFields % 2 ~= 0 or to > #ARGV then
+    return fail('malformed append ' .. i)
+  end
+  if not type_ok(key, 'stream') then return fail(key .. ' is not a stream') end
+  appends[i] = { key = key, hasRefs = ARGV[pos + 1] == '1', from = from, to = to }
+  pos = to + 1
+end
+
+local ops = {}
+local nOps = tonumber(ARGV[pos])
+pos = pos + 1
+for i = 1, nOps do
+  local op, key, nArgs = ARGV[pos], key_of(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
+  local from, to = pos + 3, pos + 2 + (nArgs or 0)
+  if not kinds[op] then return fail('op not allowed ' .. tostring(op)) end
+  if not key or not nArgs or nArgs < 1 or to > #ARGV then return fail('malformed op ' .. i) end
+  if not type_ok(key, kinds[op]) then return fail(key .. ' has the wrong type for ' .. op) end
+  ops[i] = { op = op, key = key, from = from, to = to }
+  pos = to + 1
+end
+
 if nAcks > 0 and redis.call('XACK', KEYS[1], group, unpack(acks)) == 0 then return false end
 put_blobs(blobPrefix, ARGV, 4)
-
 local ids = {}
-local nAppends = tonumber(ARGV[at])
-at = at + 1
-for i = 1, nAppends do
-  local key, hasRefs, nFields = KEYS[tonumber(ARGV[at])], ARGV[at + 1] == '1', tonumber(ARGV[at + 2])
-  local from, to = at + 3, at + 2 + nFields
-  if hasRefs then count_refs(ARGV, from, to, KEYS[2]) end
-  ids[i] = redis.call('XADD', key, '*', unpack(ARGV, from, to))
-  at = to + 1
+for i, a in ipairs(appends) do
+  if a.hasRefs then count_refs(ARGV, a.from, a.to, KEYS[2]) end
+  ids[i] = redis.call('XADD', a.key, '*', unpack(ARGV, a.from, a.to))
 end
-
-local allowed = { HSET = true, HDEL = true, SET = true, DEL = true, SADD = true, SREM = true }
-local nOps = tonumber(ARGV[at])
-at = at + 1
-for _ = 1, nOps do
-  local op, key, nArgs = ARGV[at], KEYS[tonumber(ARGV[at + 1])], tonumber(ARGV[at + 2])
-  if not allowed[op] then return redis.error_reply('commit: op not allowed ' .. op) end
-  local args = {}
-  for j = 1, nArgs do args[j] = ARGV[at + 2 + j] end
-  redis.call(op, key, unpack(args))
-  at = at + 3 + nArgs
-end
-
+for _, o in ipairs(ops) do redis.call(o.op, o.key, unpack(ARGV, o.from, o.to)) end
 return ids

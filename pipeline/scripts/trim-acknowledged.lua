@@ -1,16 +1,13 @@
--- trim-acknowledged: retention that never drops what a group still needs. Deletes the oldest
--- entries below `cutoff` (everything every group has acknowledged) beyond the newest `retain`
--- of them, releasing their blobs; at most `limit` per call.
--- KEYS: 1 stream, 2 blob refs   ARGV: cutoff (exclusive id), retain, limit, blobPrefix
+-- trim-acknowledged: retention that never drops what a group still needs. Deletes up to
+-- `count` of the oldest entries below `cutoff` (everything below it is acknowledged by every
+-- group), releasing their blobs. The caller sizes `count` so that the newest
+-- ATLAS_RETAIN_ENTRIES acknowledged entries stay.
+-- KEYS: 1 stream, 2 blob refs   ARGV: cutoff (exclusive id), count, blobPrefix
 --@include lib/blobs.lua
 
-local cutoff, retain, limit, blobPrefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local kept = redis.call('XREVRANGE', KEYS[1], '(' .. cutoff, '-', 'COUNT', retain + 1)
-if #kept <= retain then return 0 end
-local newestToDrop = kept[retain + 1][1]
-local old = redis.call('XRANGE', KEYS[1], '-', newestToDrop, 'COUNT', limit)
+local old = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1], 'COUNT', tonumber(ARGV[2]))
 for _, entry in ipairs(old) do
-  release(entry[2], KEYS[2], blobPrefix)
+  release(entry[2], KEYS[2], ARGV[3])
   redis.call('XDEL', KEYS[1], entry[1])
 end
 return #old

@@ -11,7 +11,7 @@ import { endToEndSeconds } from '../../pipeline/metrics.ts';
 import { type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { KafkaSink } from './kafka-sink.ts';
 import { RedisSink } from './redis-sink.ts';
-import type { Sink } from './sink.ts';
+import { type Sink, unpublished } from './sink.ts';
 
 export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
   const topic = config.KAFKA_TOPIC_CANONICAL;
@@ -25,17 +25,26 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
       : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
   );
   const breaker = new CircuitBreaker('emit');
+  /**
+   * Highest sequence number the sink has confirmed per root, in this process. A step whose send
+   * succeeded but whose commit hit a Redis fault is retried in place: this keeps the retry from
+   * sending the same messages again.
+   */
+  const published = new Map<string, bigint>();
 
   async function publish(entries: Entry[]): Promise<void> {
     if (!breaker.allows()) throw new TransientError('sink circuit open');
-    const messages = entries.map((e) => ({
+    const all = entries.map((e) => ({
       rootId: e.text('root'),
       sequenceNumber: BigInt(e.text('sequence_number')),
       value: e.bytes('value'),
       traceparent: e.text('traceparent'),
     }));
+    const messages = unpublished(all, published);
+    if (messages.length === 0) return;
     try {
       await sink.publish(messages);
+      for (const m of messages) published.set(m.rootId, m.sequenceNumber);
       breaker.success();
     } catch (err) {
       breaker.failure();
@@ -55,6 +64,8 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
       try {
         await sink.start();
         const last = await sink.lastSequences();
+        published.clear();
+        for (const [root, seq] of last) published.set(root, seq);
         breaker.success();
         return new Map([...last].map(([root, seq]) => [root, seq + 1n]));
       } catch (err) {
