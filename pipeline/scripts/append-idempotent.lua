@@ -7,7 +7,22 @@
 --@include lib/blobs.lua
 
 local window, dedupPrefix, blobPrefix = ARGV[1], ARGV[2], ARGV[3]
-local at = put_blobs(blobPrefix, ARGV, 4)
+-- Blobs are stored only for events that are appended: a duplicate's blob would have no entry
+-- pointing at it, and nothing would ever delete it.
+local blobBytes = {}
+local nBlobs = tonumber(ARGV[4])
+for i = 1, nBlobs do blobBytes[ARGV[3 + 2 * i]] = ARGV[4 + 2 * i] end
+local function store_refs(from, to)
+  for j = from, to, 2 do
+    if is_blob_field(ARGV[j]) then
+      local sha = ARGV[j + 1]
+      redis.call('SET', blobPrefix .. sha, blobBytes[sha], 'NX')
+      redis.call('HINCRBY', KEYS[3], sha, 1)
+    end
+  end
+end
+
+local at = 5 + 2 * nBlobs
 local n = tonumber(ARGV[at])
 at = at + 1
 local results = {}
@@ -20,7 +35,7 @@ for i = 1, n do
     results[i] = { tonumber(string.sub(first, 1, sep - 1)), string.sub(first, sep + 1), 1 }
   else
     local seq = redis.call('INCR', KEYS[2])
-    if hasRefs then count_refs(ARGV, from, to, KEYS[3]) end
+    if hasRefs then store_refs(from, to) end
     local id = redis.call('XADD', KEYS[1], '*', 'seq', seq, unpack(ARGV, from, to))
     redis.call('SET', dedupKey, seq .. ' ' .. id, 'EX', window)
     results[i] = { seq, id, 0 }

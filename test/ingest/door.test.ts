@@ -4,7 +4,7 @@ import { testConfig } from '../support/config.ts';
 import { type Envelope, spaceCreated, trustExtended } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';
 import { type Answer, type Door, postJson, request, startDoor } from '../support/http.ts';
-import { freePort, startScratchRedis, useRedis } from '../support/redis.ts';
+import { freePort, keysMatching, startScratchRedis, useRedis } from '../support/redis.ts';
 import { consumeAll, numericSort, range, readAll } from '../support/streams.ts';
 
 const fx = useRedis('door');
@@ -198,6 +198,13 @@ describe('the door on a healthy Redis', () => {
     const blob = await fx.redis.getBuffer(fx.keys.blob(sha));
     expect(JSON.parse(blob!.toString())).toEqual(event.payload);
     expect(await fx.redis.hget(fx.keys.blobRefs, sha)).toBe('1');
+
+    // A duplicate with another large payload is not appended, so its blob is not stored either.
+    event.payload.note = 'z'.repeat(4000);
+    const again = await postJson(`${door.url}/events`, event);
+    expect(again.status).toBe(200);
+    expect(await fx.redis.hlen(fx.keys.blobRefs)).toBe(1);
+    expect(await keysMatching(fx.redis, fx.keys.blob('*'))).toEqual([fx.keys.blob(sha)]);
   });
 
   it('keeps the caller’s x-request-id and carries one on every answer', async () => {
