@@ -7,12 +7,12 @@
  */
 
 import { loadavg } from 'node:os';
-import type protobuf from 'protobufjs/minimal.js';
 import { topology } from '../proto/gen/atlas.js';
 import { encodeCanonicalGraphUpdated } from '../stages/serialize/encode.ts';
 import { type GraphWire, toWire } from '../stages/topology/graph-wire.ts';
 import { type EdgeKind, type EventMeta, TreeInterner, type TreeNode } from '../stages/topology/tree.ts';
 import { prng } from '../test/support/prng.ts';
+import { expandedMessage } from '../test/support/proto-reference.ts';
 
 interface Case {
   name: string;
@@ -26,12 +26,6 @@ const META: EventMeta = {
   tx_hash: '',
   cursor: 'bench:1',
   created_by: 'ab'.repeat(32),
-};
-const EDGE_TYPES: Record<EdgeKind, topology.EdgeType> = {
-  root: topology.EdgeType.EDGE_TYPE_ROOT,
-  verified: topology.EdgeType.EDGE_TYPE_VERIFIED,
-  related: topology.EdgeType.EDGE_TYPE_RELATED,
-  topic: topology.EdgeType.EDGE_TYPE_TOPIC,
 };
 const SEQUENCE = 123_456n;
 
@@ -82,37 +76,6 @@ function wire(tree: TreeNode, canonical: number): GraphWire {
   return toWire({ root_id: tree.space, tree, canonical_space_ids, meta: META });
 }
 
-function long(decimal: string): protobuf.Long {
-  const v = BigInt(decimal);
-  return { low: Number(v & 0xffffffffn) | 0, high: Number(v >> 32n) | 0, unsigned: true };
-}
-
-/** The expanded message for the generated encoder (objects shared, walked once per occurrence). */
-function expandedMessage(graph: GraphWire): topology.CanonicalGraphUpdated {
-  const bytes = (hex: string) => Buffer.from(hex, 'hex');
-  const built: topology.CanonicalTreeNode.$Properties[] = [];
-  for (const [space, edge, topicId, children] of graph.nodes) {
-    built.push({
-      spaceId: bytes(space),
-      edgeType: EDGE_TYPES[edge],
-      topicId: bytes(topicId),
-      children: children.map((i) => built[i]!),
-    });
-  }
-  return topology.CanonicalGraphUpdated.create({
-    rootId: bytes(graph.root_id),
-    tree: built[built.length - 1]!,
-    canonicalSpaceIds: graph.canonical_space_ids.map(bytes),
-    sequenceNumber: long(SEQUENCE.toString()),
-    meta: {
-      createdAt: long(graph.meta.block_timestamp),
-      createdBy: bytes(graph.meta.created_by ?? ''),
-      blockNumber: long(graph.meta.block_number),
-      cursor: graph.meta.cursor,
-    },
-  });
-}
-
 interface Stats {
   median: number;
   p99: number;
@@ -145,7 +108,7 @@ const ratio = (base: Stats, ours: Stats): string => `${(base.median / ours.media
 const both = ({ median, p99 }: Stats): string => `${ms(median)} / ${ms(p99)}`;
 
 function bench({ name, graph, repeats }: Case): string {
-  const message = expandedMessage(graph);
+  const message = expandedMessage(graph, SEQUENCE);
   const encoded = encodeCanonicalGraphUpdated(graph, SEQUENCE);
   if (Buffer.compare(Buffer.from(topology.CanonicalGraphUpdated.encode(message).finish()), encoded) !== 0) {
     throw new Error(`${name}: our bytes differ from the generated encoder's`);
@@ -155,7 +118,7 @@ function bench({ name, graph, repeats }: Case): string {
       ours: () => encodeCanonicalGraphUpdated(graph, SEQUENCE),
       generated: () => topology.CanonicalGraphUpdated.encode(message).finish(),
       // What the stage would run instead: hex ids to bytes, the message object, then encode.
-      fromWire: () => topology.CanonicalGraphUpdated.encode(expandedMessage(graph)).finish(),
+      fromWire: () => topology.CanonicalGraphUpdated.encode(expandedMessage(graph, SEQUENCE)).finish(),
     },
     repeats,
   );

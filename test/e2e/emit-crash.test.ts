@@ -20,16 +20,14 @@ import {
   decodeTopic,
   deleteTopics,
   readTopic,
-  sequenceNumbers,
   topicCounter,
   uniqueTopic,
   waitForCount,
 } from '../support/e2e-kafka.ts';
 import { type HeldLock, lockBroker } from '../support/e2e-lock.ts';
 import { E2EPipeline } from '../support/e2e-pipeline.ts';
-import { churnScenario, emissionCauses, expectedMeta } from '../support/e2e-scenario.ts';
+import { churnScenario, emissionCauses, expectEveryUpdateOnce } from '../support/e2e-scenario.ts';
 import { delay } from '../support/eventually.ts';
-import { expectationOf } from '../support/graph-scenario.ts';
 import { prng } from '../support/prng.ts';
 import { killChildren } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
@@ -134,7 +132,6 @@ it('kill -9 of emit mid-stream, restarted several times: every update exactly on
 
   const events = pool.events.slice(0, posted);
   const causes = emissionCauses(roots, events);
-  const finals = expectationOf(roots, events).finals;
   const total = roots.reduce((sum, r) => sum + causes.get(r)!.length, 0);
   expect(total).toBeGreaterThan(posted * 0.8);
   await waitForCount(topic, total, 120_000).catch((err: Error) => {
@@ -142,20 +139,7 @@ it('kill -9 of emit mid-stream, restarted several times: every update exactly on
   });
   const perRoot = await decodeTopic(await readTopic(topic));
   const canonical = await p.canonicalSequences();
-  for (const root of roots) {
-    const stream = perRoot.get(root);
-    const cause = causes.get(root)!;
-    expect(sequenceNumbers(stream)).toEqual(Array.from({ length: cause.length }, (_, i) => i + 1));
-    // N is also what the canonical stage emitted for the root.
-    expect(canonical.get(root)).toEqual(sequenceNumbers(stream));
-    const last = stream!.updates.at(-1)!;
-    expect({ root_id: last.root_id, tree: last.tree, canonical_space_ids: last.canonical_space_ids }).toEqual(
-      finals[root],
-    );
-    stream!.updates.forEach((u, k) => {
-      expect(u.meta, `meta of ${root} #${k + 1}`).toEqual(expectedMeta(events[cause[k]!]!));
-    });
-  }
+  expectEveryUpdateOnce(roots, events, perRoot, canonical);
   await p.waitDrained(30_000);
   expect(await p.deadLetters()).toEqual([]);
   expect(p.crashes()).toEqual([]);

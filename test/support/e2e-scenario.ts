@@ -4,7 +4,9 @@
  * messages), and the expected outcome of any sequence — final graphs, message counts, and which
  * event caused each message (a replay through the domain, as the pipeline runs it).
  */
+import { expect } from 'vitest';
 import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
+import { type RootStream, sequenceNumbers } from './e2e-kafka.ts';
 import { type Envelope, expectationOf, toTopologyEvent } from './graph-scenario.ts';
 import { prng } from './prng.ts';
 
@@ -137,4 +139,31 @@ export function expectedMeta(event: Envelope): {
     block_number: String(meta.block_number),
     cursor: String(meta.cursor),
   };
+}
+
+/**
+ * The topic holds every update exactly once and in order: per root, sequence numbers 1..N with N
+ * the per-event emission count (and what the canonical stage emitted), the last update the
+ * expected final graph, and each update's meta that of the event that caused it.
+ */
+export function expectEveryUpdateOnce(
+  roots: string[],
+  events: Envelope[],
+  perRoot: Map<string, RootStream>,
+  canonical: Map<string, number[]>,
+): void {
+  const causes = emissionCauses(roots, events);
+  const finals = expectationOf(roots, events).finals;
+  for (const root of roots) {
+    const stream = perRoot.get(root);
+    const cause = causes.get(root)!;
+    expect(sequenceNumbers(stream)).toEqual(Array.from({ length: cause.length }, (_, i) => i + 1));
+    expect(canonical.get(root)).toEqual(sequenceNumbers(stream));
+    const last = stream!.updates.at(-1)!;
+    const { root_id, tree, canonical_space_ids } = last;
+    expect({ root_id, tree, canonical_space_ids }).toEqual(finals[root]);
+    stream!.updates.forEach((u, k) => {
+      expect(u.meta, `meta of ${root} #${k + 1}`).toEqual(expectedMeta(events[cause[k]!]!));
+    });
+  }
 }

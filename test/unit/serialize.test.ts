@@ -1,53 +1,14 @@
 import fc from 'fast-check';
-import type protobuf from 'protobufjs/minimal.js';
 import { describe, expect, it } from 'vitest';
 import { topology } from '../../proto/gen/atlas.js';
 import { decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
 import { encodeCanonicalGraphUpdated } from '../../stages/serialize/encode.ts';
 import type { GraphWire, JsonTreeNode, WireNode } from '../../stages/topology/graph-wire.ts';
 import type { EdgeKind, EventMeta } from '../../stages/topology/tree.ts';
+import { generatedEncoding } from '../support/proto-reference.ts';
 
 const U64_MAX = 2n ** 64n - 1n;
-const EDGE_TYPES: Record<EdgeKind, topology.EdgeType> = {
-  root: topology.EdgeType.EDGE_TYPE_ROOT,
-  verified: topology.EdgeType.EDGE_TYPE_VERIFIED,
-  related: topology.EdgeType.EDGE_TYPE_RELATED,
-  topic: topology.EdgeType.EDGE_TYPE_TOPIC,
-};
-
-const bytes = (hex: string): Uint8Array => Buffer.from(hex, 'hex');
 const id = (n: number): string => n.toString(16).padStart(32, '0');
-
-function long(decimal: string): protobuf.Long {
-  const v = BigInt(decimal);
-  return { low: Number(v & 0xffffffffn) | 0, high: Number(v >> 32n) | 0, unsigned: true };
-}
-
-/** The reference: the expanded message, encoded by protobufjs's generated encoder. */
-function generatedEncoding(graph: GraphWire, sequenceNumber: bigint): Uint8Array {
-  const built: topology.CanonicalTreeNode.$Properties[] = [];
-  for (const [space, edge, topic, children] of graph.nodes) {
-    built.push({
-      spaceId: bytes(space),
-      edgeType: EDGE_TYPES[edge],
-      topicId: bytes(topic),
-      children: children.map((i) => built[i]!),
-    });
-  }
-  const message = topology.CanonicalGraphUpdated.create({
-    rootId: bytes(graph.root_id),
-    tree: built[built.length - 1]!,
-    canonicalSpaceIds: graph.canonical_space_ids.map(bytes),
-    sequenceNumber: long(sequenceNumber.toString()),
-    meta: {
-      createdAt: long(graph.meta.block_timestamp),
-      createdBy: bytes(graph.meta.created_by ?? ''),
-      blockNumber: long(graph.meta.block_number),
-      cursor: graph.meta.cursor,
-    },
-  });
-  return topology.CanonicalGraphUpdated.encode(message).finish();
-}
 
 function expandedJson(nodes: readonly WireNode[], at = nodes.length - 1): JsonTreeNode {
   const [space_id, edge, topic_id, children] = nodes[at]!;
