@@ -5,8 +5,10 @@
 import type { Redis } from 'ioredis';
 import { type Blob, checkFields, hasBlobRefs } from './claim-check.ts';
 import type { Fields } from './entry.ts';
+import { StateLostError } from './generation.ts';
 import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
+import { FencedError } from './stage.ts';
 
 export type StateOp = 'HSET' | 'HDEL' | 'SET' | 'DEL' | 'SADD' | 'SREM';
 
@@ -65,21 +67,33 @@ export class Commit {
   }
 
   /**
-   * Applies the step; with a fence token it fails with FENCED unless the lease is still ours.
-   * Returns the new entry ids, or null when every input was acknowledged already (nothing written).
+   * Applies the step. With a fence it fails with FencedError unless the lease is still ours; with
+   * a generation, with StateLostError unless Redis still holds it. Returns the new entry ids, or
+   * null when every input was acknowledged already (nothing written).
    */
   async run(
     redis: Redis,
     input: { stream: string; group: string },
-    lease?: { key: string; token: string },
+    guard: { lease?: Fence | undefined; generation?: Fence | undefined } = {},
   ): Promise<string[] | null> {
-    const keyList = [input.stream, this.keys.blobRefs, lease?.key ?? input.stream];
+    const { lease, generation } = guard;
+    const keyList = [
+      input.stream,
+      this.keys.blobRefs,
+      lease?.key ?? input.stream,
+      generation?.key ?? input.stream,
+    ];
     const index = (key: string): number => {
       let i = keyList.indexOf(key);
       if (i < 0) i = keyList.push(key) - 1;
       return i + 1;
     };
-    const args: (string | number | Buffer)[] = [input.group, lease?.token ?? '', this.keys.blob('')];
+    const args: (string | number | Buffer)[] = [
+      input.group,
+      lease?.token ?? '',
+      this.keys.blob(''),
+      generation?.token ?? '',
+    ];
     args.push(this.blobs.size);
     for (const { sha, bytes } of this.blobs.values()) args.push(sha, bytes);
     args.push(this.acks.length, ...this.acks);
@@ -88,6 +102,24 @@ export class Commit {
       args.push(index(key), hasBlobRefs(flat) ? 1 : 0, flat.length, ...flat);
     args.push(this.ops.length);
     for (const { op, key, args: a } of this.ops) args.push(op, index(key), a.length, ...a);
-    return (await runScript(redis, 'commit', keyList, args)) as string[] | null;
+    try {
+      return (await runScript(redis, 'commit', keyList, args)) as string[] | null;
+    } catch (err) {
+      throw guardError(err);
+    }
   }
+}
+
+/** A key whose value must still be `token` for the step to be written. */
+export interface Fence {
+  key: string;
+  token: string;
+}
+
+/** The script's refusals as typed errors. */
+function guardError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  if (err.message.startsWith('FENCED')) return new FencedError(err.message);
+  if (err.message.startsWith('STATE_LOST')) return new StateLostError(err.message);
+  return err;
 }

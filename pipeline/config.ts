@@ -35,7 +35,11 @@ export const settings = {
     z.string().min(1).default('0.0.0.0'),
     'Address the HTTP door binds (127.0.0.1 keeps it local)',
   ],
-  ATLAS_METRICS_PORT: [int(0), 'Port for /metrics of processes without the HTTP door (0 = none)'],
+  ATLAS_METRICS_PORT: [
+    int(9464),
+    "Every process's operator listener: /health, /ready (this process), /metrics; one port per process on a host (0 = none)",
+  ],
+  ATLAS_METRICS_HOST: [z.string().min(1).default('127.0.0.1'), 'Address the operator listener binds'],
   LOG_LEVEL: [
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     'pino level',
@@ -68,6 +72,10 @@ export const settings = {
     int(5000, 500),
     'Lease of the active instance of a stateful stage; a standby takes over after it lapses',
   ],
+  ATLAS_STALL_MS: [
+    int(30000, 1000),
+    'A stage instance with work waiting that commits nothing this long is stalled (error log, metric, /ready); twice as long and a singleton steps down',
+  ],
   ATLAS_ROOT_SPACE_ID: [roots, 'Comma-separated root space ids whose canonical graphs are maintained'],
   ATLAS_CONFLATE_MS: [
     int(0),
@@ -90,6 +98,11 @@ const schema = z
   .refine((c) => c.ATLAS_BLOCK_MS < c.ATLAS_SHUTDOWN_MS, {
     path: ['ATLAS_BLOCK_MS'],
     message: 'must be below ATLAS_SHUTDOWN_MS, or a graceful stop cannot finish in time',
+  })
+  // Entries held on purpose (a conflation window, a blocking read) must not look like a stall.
+  .refine((c) => c.ATLAS_STALL_MS > c.ATLAS_CONFLATE_MS + c.ATLAS_BLOCK_MS, {
+    path: ['ATLAS_STALL_MS'],
+    message: 'must be above ATLAS_CONFLATE_MS + ATLAS_BLOCK_MS, or held entries would count as a stall',
   });
 
 export class ConfigError extends Error {}

@@ -4,6 +4,7 @@
  * (taken over with honest delivery counts). The worker decides when to do which.
  */
 import type { Redis } from 'ioredis';
+import { groupsOf } from './backlog.ts';
 import { type Entry, parseEntries } from './entry.ts';
 import { compareStreamIds } from './retention.ts';
 import { runScript } from './scripts.ts';
@@ -136,6 +137,21 @@ export class GroupConsumer {
     const entries = parseEntries(reply);
     for (const e of entries) e.deliveries = deliveries.get(e.id) ?? e.deliveries;
     return entries;
+  }
+
+  /**
+   * Entries this consumer could make progress on: unread by its group plus pending under its own
+   * name (what the watchdog compares with commits). Read on `via`, a connection that is not
+   * blocked in XREADGROUP.
+   */
+  async waitingWork(via: Redis): Promise<number> {
+    // A missing stream or group is not the watchdog's to report: the worker finds it as lost state.
+    const group = (await groupsOf(via, this.stream)).find((g) => g.name === this.group);
+    if (!group) return 0;
+    const consumers = (await via.xinfo('CONSUMERS', this.stream, this.group)) as unknown[][];
+    const me = consumers.find((c) => String(c[c.indexOf('name') + 1]) === this.name);
+    const pending = me ? Number(me[me.indexOf('pending') + 1]) : 0;
+    return (group.lag ?? 0) + pending;
   }
 
   /** Which entries a singleton is about to handle: if it dies now, a successor counts only these. */

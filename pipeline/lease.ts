@@ -64,11 +64,16 @@ export class Lease {
     this.onLost();
   }
 
-  /** Gives the lease up (if still ours) and closes the lease's connection: call once, at the end. */
-  async release(): Promise<void> {
+  /** Gives the lease up (if still ours) so another instance can take it; acquire() may follow. */
+  async relinquish(): Promise<void> {
     clearInterval(this.timer);
     if (this.token) await runScript(this.redis, 'lease-release', [this.key], [this.token]).catch(() => {});
     this.token = undefined;
+  }
+
+  /** Gives the lease up and closes the lease's connection: call once, at the end. */
+  async release(): Promise<void> {
+    await this.relinquish();
     this.redis.disconnect();
   }
 

@@ -68,6 +68,24 @@ export const metrics = {
     labelNames,
     registers: [registry],
   }),
+  stalled: new Gauge({
+    name: 'atlas_stalled',
+    help: '1 while the stage instance has work waiting and has committed nothing for ATLAS_STALL_MS',
+    labelNames,
+    registers: [registry],
+  }),
+  stalls: new Counter({
+    name: 'atlas_stalls_total',
+    help: 'Times the stage instance was found stalled',
+    labelNames,
+    registers: [registry],
+  }),
+  stateLost: new Gauge({
+    name: 'atlas_state_lost',
+    help: '1 while the stage stopped because the pipeline state in Redis is gone (run atlas recover)',
+    labelNames,
+    registers: [registry],
+  }),
   transientErrors: new Counter({
     name: 'atlas_transient_errors_total',
     help: 'Retried faults of Redis or a sink',

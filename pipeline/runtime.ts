@@ -41,12 +41,12 @@ export async function stageComponent(
       await running;
       redis.disconnect();
     },
-    notReady: () => stage.notReady?.() ?? (worker.isPaused ? 'output over high-water mark' : null),
+    notReady: () => worker.notReady(),
   };
 }
 
 export async function run(components: Component[], config: Config, log: Logger): Promise<void> {
-  const metricsServer = config.ATLAS_METRICS_PORT > 0 ? serveMetrics(config.ATLAS_METRICS_PORT) : undefined;
+  const metricsServer = config.ATLAS_METRICS_PORT > 0 ? serveOps(config, components, log) : undefined;
   let stopping = false;
   const stopAll = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -68,13 +68,42 @@ export async function run(components: Component[], config: Config, log: Logger):
   log.info({ components: components.map((c) => c.name) }, 'running');
 }
 
-function serveMetrics(port: number) {
+/** Why the first component that is not ready is not, or null. */
+export async function componentsNotReady(components: Component[]): Promise<string | null> {
+  for (const c of components) {
+    const why = await c.notReady?.();
+    if (why) return `${c.name}: ${why}`;
+  }
+  return null;
+}
+
+/**
+ * The operator's listener of every process (ATLAS_METRICS_PORT): /health (alive), /ready (every
+ * component of this process ready) and /metrics. A port already taken is reported, not fatal:
+ * the stages keep running without it.
+ */
+function serveOps(config: Config, components: Component[], log: Logger) {
   const server = createServer(async (req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+    const path = req.url?.split('?')[0];
+    if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+    } else if (path === '/health') {
+      json(res, 200, { status: 'ok' });
+    } else if (path === '/ready') {
+      const why = await componentsNotReady(components);
+      json(res, why ? 503 : 200, why ? { status: 'not_ready', reason: why } : { status: 'ready' });
+    } else json(res, 404, { error: 'not_found' });
   });
-  return server.listen(port, '127.0.0.1');
+  server.on('error', (err) =>
+    log.error(
+      { err, port: config.ATLAS_METRICS_PORT },
+      'operator listener (/health, /ready, /metrics) could not start: give each process its own ATLAS_METRICS_PORT (0 = none)',
+    ),
+  );
+  server.on('listening', () => log.info({ address: server.address() }, 'operator listener up'));
+  return server.listen(config.ATLAS_METRICS_PORT, config.ATLAS_METRICS_HOST);
+}
+
+function json(res: import('node:http').ServerResponse, status: number, body: object): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }

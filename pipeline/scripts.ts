@@ -17,11 +17,12 @@ function source(file: string): string {
 /** Script name → number of KEYS it takes (-1: the first argument says how many). */
 const scripts = {
   commit: -1,
-  'append-idempotent': 3,
+  'append-idempotent': 4,
   'trim-acknowledged': 2,
   'dlq-redrive': 3,
   'dlq-drop': 2,
   'forget-consumer': 1,
+  'generation-join': 2,
   'lease-acquire': 2,
   'lease-renew': 1,
   'lease-release': 1,

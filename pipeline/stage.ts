@@ -61,6 +61,14 @@ export class TransientError extends Error {
   }
 }
 
+/** This instance lost its stage's lease (a successor is active): it must not write or publish. */
+export class FencedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FencedError';
+  }
+}
+
 /** A handler's verdict that an input is bad data, not a fault: dead-letter it with this reason. */
 export class Rejection extends Error {
   readonly reason: string;

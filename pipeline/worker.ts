@@ -15,16 +15,21 @@ import { Commit } from './commit.ts';
 import type { Config } from './config.ts';
 import { GroupConsumer } from './consumer.ts';
 import { Entry, type Fields } from './entry.ts';
+import { Generation, StateLostError } from './generation.ts';
+import { type Beat, publishBeat, withdrawBeat } from './heartbeat.ts';
 import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
 import type { Logger } from './log.ts';
 import { metrics } from './metrics.ts';
-import { isTransientRedisError } from './redis.ts';
+import { connectFailFast, isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
 import { trimAcknowledged } from './retention.ts';
-import { Rejection, type Stage, type Step, TransientError } from './stage.ts';
+import { FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
+import { ProgressWatch, type Verdict } from './watchdog.ts';
 
 const HOUSEKEEPING_MS = 1000;
+/** How often the watchdog samples progress and the heartbeat is renewed. */
+const BEAT_MS = 1000;
 
 interface Item {
   entry: Entry;
@@ -60,6 +65,18 @@ export class Worker {
   private lastTick = 0;
   private failures = 0;
   private done: Promise<void> | undefined;
+  private generation: Generation | undefined;
+  /** Why this worker stopped processing: the pipeline's state in Redis is gone. */
+  private lost: string | null = null;
+  private readonly watch: ProgressWatch;
+  private stalled = false;
+  /** The watchdog gave up on this term: a singleton steps down so a standby takes over. */
+  private stepDown = false;
+  /** The connection dropped: replies to commands in flight may be lost, so our PEL is the truth. */
+  private reconnected = false;
+  /** A fail-fast connection for the watchdog and heartbeat, never queued behind a blocking read. */
+  private readonly side: Redis;
+  private beatTimer: NodeJS.Timeout | undefined;
 
   constructor(stage: Stage, redis: Redis, keys: Keys, config: Config, log: Logger) {
     this.stage = stage;
@@ -79,6 +96,12 @@ export class Worker {
     });
     if (stage.singleton)
       this.lease = new Lease(redis, keys.of('lease', stage.name), config.ATLAS_LEASE_MS, this.consumer);
+    this.watch = new ProgressWatch(config.ATLAS_STALL_MS);
+    this.side = connectFailFast(config.REDIS_URL, `atlas-watch-${stage.name}`);
+    this.side.on('error', () => {}); // a failed beat is reported by notReady()
+    redis.on('reconnecting', () => {
+      this.reconnected = true;
+    });
   }
 
   start(): Promise<void> {
@@ -100,19 +123,126 @@ export class Worker {
     return this.paused;
   }
 
+  private beatFailed = false;
+
+  /** Why this instance is not ready, or null. */
+  notReady(): string | null {
+    if (this.lost) return `state lost: ${this.lost}`;
+    if (this.beatFailed) return 'Redis unreachable';
+    if (this.stalled)
+      return `stalled: no progress for over ${this.config.ATLAS_STALL_MS} ms with work waiting`;
+    return this.stage.notReady?.() ?? (this.paused ? 'output over high-water mark' : null);
+  }
+
   private async run(): Promise<void> {
     try {
-      await this.retrying(() => this.input.ensureGroup());
+      await this.retrying(async () => {
+        this.generation = await Generation.join(this.redis, this.keys);
+        await this.input.ensureGroup();
+      });
+      this.beatTimer = setInterval(() => void this.beat(), BEAT_MS);
       while (!this.stopping) {
+        if (this.lost) {
+          await this.awaitRecovery();
+          continue;
+        }
         if (!(await this.activate())) break;
         await this.loop();
         await this.deactivate();
+        if (this.stepDown) await this.giveWay();
       }
     } finally {
+      clearInterval(this.beatTimer);
       // Even when stopping interrupts a retry: a standby takes over now, not after the lease lapses.
       await this.lease?.release();
+      await withdrawBeat(this.side, this.keys, this.stage.name, this.consumer).catch(() => {});
+      this.side.disconnect();
       await this.stage.stop?.();
       this.log.info('stopped');
+    }
+  }
+
+  /** Stops processing, loudly, until `atlas recover` gives the pipeline a new generation. */
+  private enterLost(why: string): void {
+    if (this.lost) return;
+    this.lost = why;
+    this.active = false;
+    metrics.stateLost.set({ stage: this.stage.name }, 1);
+    this.log.error(
+      { reason: why },
+      'pipeline state lost in Redis: stopped processing (nothing more is written); run `atlas recover`',
+    );
+  }
+
+  private async awaitRecovery(): Promise<void> {
+    await this.lease?.relinquish();
+    while (!this.stopping) {
+      await sleep(BEAT_MS);
+      const why = await this.generation!.check().catch(() => this.lost);
+      if (why !== null) continue;
+      await this.retrying(() => this.input.ensureGroup());
+      this.lost = null;
+      metrics.stateLost.set({ stage: this.stage.name }, 0);
+      this.log.info({ generation: this.generation!.id }, 'pipeline recovered; processing again');
+      return;
+    }
+  }
+
+  /** A singleton that the watchdog gave up on lets a standby take over (or takes over itself afresh). */
+  private async giveWay(): Promise<void> {
+    this.stepDown = false;
+    await this.lease?.relinquish();
+    await sleep(this.config.ATLAS_LEASE_MS / 2);
+  }
+
+  /** Watchdog and heartbeat, once a second, on the side connection. */
+  private async beat(): Promise<void> {
+    try {
+      const now = Date.now();
+      if (this.active && !this.lost) {
+        const work = await this.input.waitingWork(this.side);
+        this.onVerdict(
+          this.watch.assess({ now, work, excused: this.paused || this.stage.notReady?.() != null }),
+        );
+      } else this.watch.progressed(now);
+      const beat: Beat = {
+        stage: this.stage.name,
+        consumer: this.consumer,
+        pid: process.pid,
+        singleton: this.stage.singleton === true,
+        role: this.lost ? 'lost' : this.active ? 'active' : 'standby',
+        progress_at: this.watch.lastProgressAt,
+        stalled: this.stalled,
+        problem: this.lost ? `state lost: ${this.lost}` : (this.stage.notReady?.() ?? null),
+        at: now,
+      };
+      await publishBeat(this.side, this.keys, beat, BEAT_MS * 3);
+      this.beatFailed = false;
+    } catch {
+      this.beatFailed = true;
+    }
+  }
+
+  private onVerdict(verdict: Verdict): void {
+    const wasStalled = this.stalled;
+    this.stalled = verdict !== 'ok';
+    metrics.stalled.set({ stage: this.stage.name }, this.stalled ? 1 : 0);
+    if (verdict === 'ok') {
+      if (wasStalled) this.log.info('progressing again');
+      return;
+    }
+    if (!wasStalled) {
+      metrics.stalls.inc({ stage: this.stage.name });
+      this.log.error(
+        { stall_ms: this.config.ATLAS_STALL_MS },
+        'stalled: work is waiting and nothing was committed; re-reading own pending entries',
+      );
+      this.rereadOwn();
+      this.lastClaim = 0;
+    }
+    if (verdict === 'escalate' && this.stage.singleton && !this.stepDown) {
+      this.log.error('still stalled: stepping down so another instance takes over');
+      this.stepDown = true;
     }
   }
 
@@ -162,8 +292,15 @@ export class Worker {
   }
 
   private async loop(): Promise<void> {
-    while (!this.stopping && this.active) {
+    while (!this.stopping && this.active && !this.lost && !this.stepDown) {
       try {
+        if (this.reconnected) {
+          // Replies to what was in flight may be lost (entries delivered to us but never seen).
+          this.reconnected = false;
+          this.log.warn('Redis connection was re-established; re-reading own pending entries');
+          this.rereadOwn();
+          this.lastHousekeeping = 0;
+        }
         await this.housekeeping();
         await this.runTick();
         const entries = await this.nextEntries();
@@ -176,6 +313,11 @@ export class Worker {
   }
 
   private async onLoopError(err: unknown): Promise<void> {
+    const lost = lostReason(err);
+    if (lost) {
+      this.enterLost(lost);
+      return;
+    }
     if (isFenced(err)) {
       this.log.warn('lease fenced off; stepping down');
       this.active = false;
@@ -282,7 +424,7 @@ export class Worker {
         this.consume(ordered.advance);
         return false;
       } catch (err) {
-        if (isTransient(err) || isFenced(err)) throw err;
+        if (endsTheStep(err)) throw err;
         this.log.warn({ err }, 'batch failed; handling its entries one at a time');
         await this.resetStage();
         return true;
@@ -306,7 +448,8 @@ export class Worker {
       try {
         return await fn();
       } catch (err) {
-        if (!isTransient(err) || this.stopping) throw err;
+        // A lost lease or lost state ends the retry: the step must not be written by us any more.
+        if (!isTransient(err) || this.stopping || !this.active || this.lost) throw err;
         metrics.transientErrors.inc({ stage: this.stage.name });
         this.log.warn({ err: describe(err), attempt }, 'transient fault; retrying the step');
         await sleep(backoffMs(attempt));
@@ -398,7 +541,7 @@ export class Worker {
           this.consume(advance);
           break;
         } catch (err) {
-          if (isTransient(err) || isFenced(err)) throw err;
+          if (endsTheStep(err)) throw err;
           await this.resetStage();
           this.log.warn({ err, id: item.entry.id, attempt }, 'entry failed');
           if (attempt >= this.config.ATLAS_MAX_DELIVERIES) {
@@ -430,8 +573,14 @@ export class Worker {
   private async commit(commit: Commit): Promise<void> {
     if (commit.empty) return;
     const lease = this.lease?.token ? { key: this.lease.key, token: this.lease.token } : undefined;
-    if (this.lease && !lease) throw new Error('FENCED lease lost before commit');
-    const written = await commit.run(this.redis, { stream: this.inputKey, group: this.group }, lease);
+    if (this.lease && !lease) throw new FencedError('FENCED lease lost before commit');
+    const generation = { key: this.generation!.key, token: this.generation!.id };
+    const written = await commit.run(
+      this.redis,
+      { stream: this.inputKey, group: this.group },
+      { lease, generation },
+    );
+    this.watch.progressed();
     if (written === null) {
       this.log.info(
         'step already committed (retry after a lost reply, or a takeover); nothing written again',
@@ -485,6 +634,8 @@ export class Worker {
   private async housekeeping(): Promise<void> {
     if (Date.now() - this.lastHousekeeping < HOUSEKEEPING_MS) return;
     this.lastHousekeeping = Date.now();
+    const lost = await this.generation!.check();
+    if (lost) throw new StateLostError(lost);
     if (this.stage.output) {
       const behind = await backlog(this.redis, this.keys.stream(this.stage.output));
       const paused = behind > this.config.ATLAS_HIGH_WATER;
@@ -507,8 +658,21 @@ function isTransient(err: unknown): boolean {
   return err instanceof TransientError || isTransientRedisError(err);
 }
 
+/** Faults that are about the worker, not the batch: never a reason to handle entries one by one. */
+function endsTheStep(err: unknown): boolean {
+  return isTransient(err) || isFenced(err) || lostReason(err) !== null;
+}
+
 function isFenced(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('FENCED');
+  return err instanceof FencedError;
+}
+
+/** The pipeline's state is gone: the generation check failed, or a stream or group we own vanished. */
+function lostReason(err: unknown): string | null {
+  if (err instanceof StateLostError) return err.message;
+  if (err instanceof Error && err.message.startsWith('NOGROUP'))
+    return `a consumer group of the pipeline is gone (${err.message})`;
+  return null;
 }
 
 export function describe(error: unknown): string {

@@ -1,7 +1,7 @@
 /** `atlas up` / `atlas run`: build the chosen stages as components of this process and run them. */
 import type { Config } from '../../pipeline/config.ts';
 import type { Logger } from '../../pipeline/log.ts';
-import { type Component, run, stageComponent } from '../../pipeline/runtime.ts';
+import { type Component, componentsNotReady, run, stageComponent } from '../../pipeline/runtime.ts';
 import { stageNames, workerStages } from '../../stages/index.ts';
 import { ingestComponent } from '../../stages/ingest/index.ts';
 
@@ -17,14 +17,7 @@ export async function runStages(names: string[], config: Config, log: Logger): P
     if (factory) components.push(await stageComponent(factory, config, log));
   }
   if (names.includes('ingest')) {
-    const notReady = async () => {
-      for (const c of components) {
-        const why = await c.notReady?.();
-        if (why) return `${c.name}: ${why}`;
-      }
-      return null;
-    };
-    components.unshift(ingestComponent(config, log, notReady));
+    components.unshift(ingestComponent(config, log, () => componentsNotReady(components.slice(1))));
   }
   await run(components, config, log);
 }

@@ -1,12 +1,18 @@
 -- append-idempotent: the door's one atomic step per request. For each event: if its
 -- idempotency key was accepted within the window, report the first acceptance; otherwise
 -- take the next dense global seq, XADD, and remember the key.
--- KEYS: 1 stream, 2 seq counter, 3 blob refs
--- ARGV: windowSeconds, dedupPrefix, blobPrefix, nBlobs {sha bytes}, nEvents {key hasRefs nFields {f v}}
+-- Refuses (STATE_LOST) unless Redis still holds the pipeline generation the door joined: a door
+-- must never start `seq` again at 1 in a Redis that lost the pipeline's state.
+-- KEYS: 1 stream, 2 seq counter, 3 blob refs, 4 generation
+-- ARGV: windowSeconds, dedupPrefix, blobPrefix, nBlobs {sha bytes}, nEvents {key hasRefs nFields {f v}},
+--       generation (last)
 -- Returns per event {seq, streamId, duplicate(0|1)}; the entry gets fields seq first, then the given ones.
 --@include lib/blobs.lua
 
 local window, dedupPrefix, blobPrefix = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', KEYS[4]) ~= ARGV[#ARGV] then
+  return redis.error_reply('STATE_LOST the pipeline generation in Redis is not ' .. ARGV[#ARGV])
+end
 -- Blobs are stored only for events that are appended: a duplicate's blob would have no entry
 -- pointing at it, and nothing would ever delete it.
 local blobBytes = {}

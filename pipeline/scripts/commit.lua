@@ -1,15 +1,21 @@
 -- commit: one stage step, atomically — XACK the inputs, store blobs, append outputs (to any
 -- stream, the DLQ included) and apply checkpoint writes. With a fence token, refuses to write
--- unless this worker still holds the stage's lease. A step whose inputs are all acknowledged
+-- unless this worker still holds the stage's lease; with a generation, refuses to write unless
+-- Redis still holds the pipeline generation the worker joined (state lost → STATE_LOST). A step
+-- whose inputs are all acknowledged
 -- already (a retry after a lost reply, or a consumer whose whole batch was taken over and
 -- done) writes nothing and returns false. Redis does not roll a script back, so the whole step
 -- is checked before the first write: a malformed step changes nothing.
--- KEYS: 1 input stream, 2 blob refs, 3 lease (or any key when unfenced), 4.. output/state keys
--- ARGV: group, fence, blobPrefix, nBlobs {sha bytes}, nAcks {id}, nAppends {keyIdx hasRefs nFields {f v}},
---       nOps {op keyIdx nArgs {arg}}
+-- KEYS: 1 input stream, 2 blob refs, 3 lease (or any key when unfenced), 4 generation (or any key
+--       when unchecked), 5.. output/state keys
+-- ARGV: group, fence, blobPrefix, generation, nBlobs {sha bytes}, nAcks {id},
+--       nAppends {keyIdx hasRefs nFields {f v}}, nOps {op keyIdx nArgs {arg}}
 --@include lib/blobs.lua
 
-local group, fence, blobPrefix = ARGV[1], ARGV[2], ARGV[3]
+local group, fence, blobPrefix, generation = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if generation ~= '' and redis.call('GET', KEYS[4]) ~= generation then
+  return redis.error_reply('STATE_LOST the pipeline generation in Redis is not ' .. generation)
+end
 if fence ~= '' and redis.call('GET', KEYS[3]) ~= fence then
   return redis.error_reply('FENCED lease lost; another instance is active')
 end
@@ -24,7 +30,7 @@ end
 local kinds = { HSET = 'hash', HDEL = 'hash', SET = 'string', DEL = 'any', SADD = 'set', SREM = 'set' }
 
 -- pos: the next ARGV index to read.
-local pos = 5 + 2 * tonumber(ARGV[4])
+local pos = 6 + 2 * tonumber(ARGV[5])
 local nAcks = tonumber(ARGV[pos])
 local acks = { unpack(ARGV, pos + 1, pos + nAcks) }
 pos = pos + nAcks + 1
@@ -57,7 +63,7 @@ for i = 1, nOps do
 end
 
 if nAcks > 0 and redis.call('XACK', KEYS[1], group, unpack(acks)) == 0 then return false end
-put_blobs(blobPrefix, ARGV, 4)
+put_blobs(blobPrefix, ARGV, 5)
 local ids = {}
 for i, a in ipairs(appends) do
   if a.hasRefs then count_refs(ARGV, a.from, a.to, KEYS[2]) end

@@ -5,6 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Blob, checkFields } from '../../pipeline/claim-check.ts';
+import type { Fence } from '../../pipeline/commit.ts';
+import { StateLostError } from '../../pipeline/generation.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { runScript } from '../../pipeline/scripts.ts';
@@ -21,6 +23,8 @@ export interface AcceptOptions {
   keys: Keys;
   dedupWindowS: number;
   claimCheckBytes: number;
+  /** The pipeline generation the door joined: appends are refused when Redis lost it. */
+  generation: () => Promise<Fence>;
 }
 
 const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
@@ -80,12 +84,18 @@ export async function accept(
   ];
   for (const b of blobs) args.push(b.sha, b.bytes);
   args.push(envelopes.length, ...perEvent);
+  const generation = await opts.generation();
+  args.push(generation.token);
   const rows = (await runScript(
     redis,
     'append-idempotent',
-    [keys.stream(streams.ingest), keys.seq, keys.blobRefs],
+    [keys.stream(streams.ingest), keys.seq, keys.blobRefs, generation.key],
     args,
-  )) as [number, string, number][];
+  ).catch((err: unknown) => {
+    throw err instanceof Error && err.message.startsWith('STATE_LOST')
+      ? new StateLostError(err.message)
+      : err;
+  })) as [number, string, number][];
   return rows.map(([seq, id, dup], i) => ({
     event_id: envelopes[i]!.event_id,
     seq,

@@ -14,7 +14,9 @@ import Fastify, {
 import type { Redis } from 'ioredis';
 import { backlog } from '../../pipeline/backlog.ts';
 import type { Config } from '../../pipeline/config.ts';
-import { keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { StateLostError, watchGeneration } from '../../pipeline/generation.ts';
+import { pipelineProblems, readBeats } from '../../pipeline/heartbeat.ts';
+import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
@@ -43,7 +45,11 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     return503OnClosing: true,
   });
   const backlogWatch = watchBacklog(redis, keys.stream(streams.ingest), config.ATLAS_HIGH_WATER);
-  app.addHook('onClose', async () => backlogWatch.stop());
+  const generation = watchGeneration(redis, keys);
+  app.addHook('onClose', async () => {
+    backlogWatch.stop();
+    generation.stop();
+  });
   // A callback hook, not an async one: no promise and microtask per request.
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
@@ -67,6 +73,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     keys,
     dedupWindowS: config.ATLAS_DEDUP_WINDOW_S,
     claimCheckBytes: config.ATLAS_CLAIM_CHECK_BYTES,
+    generation: generation.fence,
   };
   const acceptAll = async (
     req: FastifyRequest,
@@ -120,7 +127,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   app.get('/health', async (req) => ({ status: 'ok', request_id: req.id }));
 
   app.get('/ready', async (req, reply) => {
-    const why = await readiness(redis, backlogWatch, notReady);
+    const why = generation.lost() ?? (await readiness(redis, keys, backlogWatch, notReady));
     return reply
       .code(why ? 503 : 200)
       .send({ status: why ? 'not_ready' : 'ready', ...(why ? { reason: why } : {}), request_id: req.id });
@@ -130,18 +137,24 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   return app;
 }
 
+/** The door's readiness is the pipeline's: every stage's heartbeat counts, not just this process. */
 async function readiness(
   redis: Redis,
+  keys: Keys,
   watch: BacklogWatch,
   notReady?: () => Promise<string | null>,
 ): Promise<string | null> {
+  let problems: string[];
   try {
-    await redis.ping();
+    const { stages, beats } = await readBeats(redis, keys);
+    problems = pipelineProblems(stages, beats);
   } catch {
     return 'redis unreachable';
   }
-  if (watch.over()) return 'backlog over the high-water mark';
-  return (await notReady?.()) ?? null;
+  if (watch.over()) problems.unshift('backlog over the high-water mark');
+  const own = await notReady?.();
+  if (own) problems.unshift(own);
+  return problems.length > 0 ? problems.join('; ') : null;
 }
 
 function badRequest(req: FastifyRequest, reply: FastifyReply, errors: FieldError[]): FastifyReply {
@@ -155,6 +168,19 @@ function badRequest(req: FastifyRequest, reply: FastifyReply, errors: FieldError
 }
 
 function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof StateLostError) {
+    ingestMetrics.rejected.inc({ reason: 'state_lost' });
+    req.log.error(
+      { reason: err.message },
+      'pipeline state lost in Redis: refusing events until `atlas recover`',
+    );
+    return reply.code(503).header('retry-after', '5').send({
+      error: 'state_lost',
+      message:
+        'the pipeline lost its state in Redis; nothing was accepted; an operator must run `atlas recover`',
+      request_id: req.id,
+    });
+  }
   if (isTransientRedisError(err)) {
     ingestMetrics.rejected.inc({ reason: 'redis_unavailable' });
     // A timed-out script may still have run: only a refused connection proves nothing went in.

@@ -5,7 +5,7 @@ import { accept } from '../../stages/ingest/accept.ts';
 import { envelope, spaceCreated } from '../support/events.ts';
 import { delay, eventually } from '../support/eventually.ts';
 import { killChildren, spawnAtlas, spawnStage } from '../support/processes.ts';
-import { useRedis } from '../support/redis.ts';
+import { joinedGeneration, useRedis } from '../support/redis.ts';
 import { addEntries, drained, fieldValues, numericSort, pendingCount, range } from '../support/streams.ts';
 
 const fx = useRedis('crash');
@@ -70,10 +70,20 @@ describe('kill -9 of a worker process mid-batch', () => {
         const batch = range(100, i).map((s) =>
           bad(Number(s)) ? envelope('space.created', { space_id: 'bad' }) : spaceCreated(Number(s)),
         );
-        await accept(fx.redis, { keys, dedupWindowS: 60, claimCheckBytes: 65536 }, batch, {
-          traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
-          requestId: `r${i}`,
-        });
+        await accept(
+          fx.redis,
+          {
+            keys,
+            dedupWindowS: 60,
+            claimCheckBytes: 65536,
+            generation: () => joinedGeneration(fx.redis, keys),
+          },
+          batch,
+          {
+            traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
+            requestId: `r${i}`,
+          },
+        );
         await delay(15);
       }
     })();

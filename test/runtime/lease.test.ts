@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Commit } from '../../pipeline/commit.ts';
 import { Lease } from '../../pipeline/lease.ts';
+import { FencedError } from '../../pipeline/stage.ts';
 import { eventually } from '../support/eventually.ts';
 import { type Child, killChildren, spawnStage } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
@@ -143,15 +144,19 @@ describe('fencing', () => {
       c.ack(id!);
       return c;
     };
-    await expect(step().run(fx.redis, { stream: input, group: 'x' }, { key, token: stale })).rejects.toThrow(
-      /^FENCED/,
-    );
+    await expect(
+      step().run(fx.redis, { stream: input, group: 'x' }, { lease: { key, token: stale } }),
+    ).rejects.toThrow(FencedError);
     expect(await fx.redis.exists(output, keys.dlq, keys.of('state', 'x'), keys.blobRefs)).toBe(0);
     expect(await fx.redis.keys(keys.blob('*'))).toEqual([]);
     expect(await pendingCount(fx.redis, input, 'x')).toBe(1);
 
     // The current holder's commit goes through.
-    const written = await step().run(fx.redis, { stream: input, group: 'x' }, { key, token: b.token! });
+    const written = await step().run(
+      fx.redis,
+      { stream: input, group: 'x' },
+      { lease: { key, token: b.token! } },
+    );
     expect(written).toHaveLength(2);
     expect(await fx.redis.xlen(output)).toBe(1);
     expect(await fx.redis.hget(keys.of('state', 'x'), 'next')).toBe('2');

@@ -32,7 +32,15 @@ export class Child {
     this.name = name;
     this.proc = spawn(process.execPath, args, {
       cwd: ROOT,
-      env: { ...process.env, REDIS_URL, ATLAS_LOG_JSON: '1', LOG_LEVEL: 'info', ...env },
+      // Many processes per test: the operator listener is off unless a test gives it a port.
+      env: {
+        ...process.env,
+        REDIS_URL,
+        ATLAS_LOG_JSON: '1',
+        LOG_LEVEL: 'info',
+        ATLAS_METRICS_PORT: '0',
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {

@@ -5,6 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
+import type { Fence } from '../../pipeline/commit.ts';
+import { Generation } from '../../pipeline/generation.ts';
 import { type Keys, keys as keysFor } from '../../pipeline/keys.ts';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -79,6 +81,12 @@ export function useRedis(tag = 't'): RedisFixture {
       return { prefix, keys: keysFor(prefix) };
     },
   };
+}
+
+/** A prefix's pipeline generation, joined as a door does: what accept() checks its appends against. */
+export async function joinedGeneration(redis: Redis, keys: Keys): Promise<Fence> {
+  const g = await Generation.join(redis, keys);
+  return { key: g.key, token: g.id };
 }
 
 /** A port nothing listens on right now. */

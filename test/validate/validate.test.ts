@@ -8,7 +8,7 @@ import { testConfig } from '../support/config.ts';
 import { address, type Envelope, envelope, meta, spaceCreated, spaceId, topicId } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';
 import type { Json } from '../support/http.ts';
-import { useRedis } from '../support/redis.ts';
+import { joinedGeneration, useRedis } from '../support/redis.ts';
 import { drained, readAll } from '../support/streams.ts';
 import { type RunningStage, startStage } from '../support/workers.ts';
 
@@ -176,10 +176,20 @@ describe('the validate stage on Redis', () => {
   afterAll(() => stage.stop());
 
   async function send(envelopes: Envelope[]) {
-    return accept(fx.redis, { keys: fx.keys, dedupWindowS: 60, claimCheckBytes: 65536 }, envelopes, {
-      traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
-      requestId: 'req-1',
-    });
+    return accept(
+      fx.redis,
+      {
+        keys: fx.keys,
+        dedupWindowS: 60,
+        claimCheckBytes: 65536,
+        generation: () => joinedGeneration(fx.redis, fx.keys),
+      },
+      envelopes,
+      {
+        traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
+        requestId: 'req-1',
+      },
+    );
   }
 
   it('writes one output or one skip marker per input, in seq order; bad ones go to the DLQ', async () => {
