@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { StateOp } from './commit.ts';
 import type { Config } from './config.ts';
 import type { Entry, Fields } from './entry.ts';
+import type { Generation } from './generation.ts';
 import type { Keys } from './keys.ts';
 import type { Logger } from './log.ts';
 
@@ -25,6 +26,12 @@ export interface StageContext {
   log: Logger;
 }
 
+/** What the runtime hands a stage when it becomes active. */
+export interface Activation {
+  /** The pipeline generation this instance joined (output is stamped with it). */
+  generation: Generation;
+}
+
 export interface Stage {
   name: string;
   /** Stream names (without prefix). */
@@ -36,8 +43,11 @@ export interface Stage {
   marker?: string[];
   /** One active instance, holding a lease; further instances wait as hot standbys. */
   singleton?: boolean;
-  /** Runs when this instance becomes active; may say where the order stands per key. */
-  activate?(): Promise<Map<string, bigint> | undefined>;
+  /**
+   * Runs when this instance becomes active; may say where the order stands per key. Throwing
+   * StateLostError stops the pipeline (e.g. the output holds what this Redis never produced).
+   */
+  activate?(context: Activation): Promise<Map<string, bigint> | undefined>;
   handle(entries: Entry[], step: Step): Promise<void> | void;
   /** After a failed step: forget in-memory state that was not committed. */
   reset?(): Promise<void>;

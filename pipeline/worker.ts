@@ -146,7 +146,14 @@ export class Worker {
           await this.awaitRecovery();
           continue;
         }
-        if (!(await this.activate())) break;
+        try {
+          if (!(await this.activate())) break;
+        } catch (err) {
+          const lost = lostReason(err);
+          if (!lost) throw err;
+          this.enterLost(lost);
+          continue;
+        }
         await this.loop();
         await this.deactivate();
         if (this.stepDown) await this.giveWay();
@@ -259,7 +266,7 @@ export class Worker {
     }
     await this.retrying(async () => {
       if (this.stage.order) this.reseq = await this.restoreOrder();
-      await this.stage.activate?.().then((next) => this.moveOrder(next));
+      await this.stage.activate?.({ generation: this.generation! }).then((next) => this.moveOrder(next));
     });
     // The lease may have lapsed while the stage was getting ready: then go back to standby.
     this.active = !this.lease || this.lease.token !== undefined;
@@ -340,7 +347,7 @@ export class Worker {
       try {
         return await fn();
       } catch (err) {
-        if (this.stopping) throw err;
+        if (this.stopping || lostReason(err)) throw err;
         this.log.warn({ err }, 'retrying');
         await sleep(backoffMs(attempt));
       }

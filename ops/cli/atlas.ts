@@ -13,6 +13,7 @@ import { stageNames } from '../../stages/index.ts';
 import { normalizeHex } from '../../stages/topology/ids.ts';
 import { kafkaInit, tail } from './output.ts';
 import { runStages, UsageError } from './process.ts';
+import { describeRecovery, recover } from './recover.ts';
 
 const program = new Command('atlas')
   .description('Atlas pipeline: space-topology events → canonical trust graphs → Kafka')
@@ -182,6 +183,18 @@ program
     process.stdout.write(
       `${opts.json ? jsonView(graph, emitted.sequence_number) : textView(graph, emitted.sequence_number)}\n`,
     );
+  });
+
+program
+  .command('recover')
+  .description(
+    'after lost state: continue every root after its last sequence number in the output, print the cursor to replay the source from, bring the pipeline back',
+  )
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) => {
+    const config = loadConfig();
+    const done = await withRedis((redis, k) => recover(config, redis, k));
+    console.log(opts.json ? JSON.stringify(done, null, 2) : describeRecovery(done));
   });
 
 const kafka = program.command('kafka').description('the Kafka output');

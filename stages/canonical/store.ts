@@ -53,3 +53,26 @@ export async function readCurrent(
   if (!emitted || !graph) return undefined;
   return { emitted: JSON.parse(emitted) as Emitted, graph: JSON.parse(graph) as GraphWire };
 }
+
+/**
+ * After lost state (`atlas recover`): each root's next emission numbers after what the output
+ * already holds, so sequence numbers never repeat whatever was lost. The recorded hash is
+ * emptied, so the first graph after recovery is emitted whatever it is. Returns the roots moved.
+ */
+export async function continueAfter(
+  redis: Redis,
+  store: CanonicalStore,
+  published: ReadonlyMap<string, bigint>,
+): Promise<number> {
+  const known = await loadEmitted(redis, store);
+  const multi = redis.multi();
+  let moved = 0;
+  for (const [root, seq] of published) {
+    if (BigInt(known.get(root)?.sequence_number ?? 0) >= seq) continue;
+    const emitted: Emitted = { hash: '', sequence_number: Number(seq), event_seq: 0 };
+    multi.hset(store.roots, root, JSON.stringify(emitted));
+    moved++;
+  }
+  await multi.exec();
+  return moved;
+}

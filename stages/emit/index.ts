@@ -6,24 +6,18 @@
  */
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
+import { type Generation, StateLostError } from '../../pipeline/generation.ts';
 import { streams } from '../../pipeline/keys.ts';
+import type { Logger } from '../../pipeline/log.ts';
 import { endToEndSeconds } from '../../pipeline/metrics.ts';
-import { type StageFactory, TransientError } from '../../pipeline/stage.ts';
+import { type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { KafkaSink } from './kafka-sink.ts';
 import { RedisSink } from './redis-sink.ts';
-import { type Sink, unpublished } from './sink.ts';
+import { type Sink, sequencesOf, type Tail, unpublished } from './sink.ts';
 
-export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
-  const topic = config.KAFKA_TOPIC_CANONICAL;
-  const sink: Sink = config.KAFKA_BROKER
-    ? new KafkaSink({ brokers: config.KAFKA_BROKER.split(','), topic, log })
-    : new RedisSink(redis, keys.stream(`out:${topic}`));
-  log.info(
-    config.KAFKA_BROKER ? { broker: config.KAFKA_BROKER, topic } : { stream: keys.stream(`out:${topic}`) },
-    config.KAFKA_BROKER
-      ? 'emit: publishing to Kafka'
-      : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
-  );
+export const createEmit: StageFactory = (ctx) => {
+  const { log } = ctx;
+  const sink = openSink(ctx);
   const breaker = new CircuitBreaker('emit');
   /**
    * Highest sequence number the sink has confirmed per root, in this process. A step whose send
@@ -31,6 +25,8 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
    * sending the same messages again.
    */
   const published = new Map<string, bigint>();
+  /** The generation this instance publishes under (stamped on every message). */
+  let generation: Generation | undefined;
 
   async function publish(entries: Entry[]): Promise<void> {
     if (!breaker.allows()) throw new TransientError('sink circuit open');
@@ -39,6 +35,7 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
       sequenceNumber: BigInt(e.text('sequence_number')),
       value: e.bytes('value'),
       traceparent: e.text('traceparent'),
+      ...(generation ? { generation: generation.id } : {}),
     }));
     const messages = unpublished(all, published);
     if (messages.length === 0) return;
@@ -60,18 +57,23 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
     input: streams.serialized,
     singleton: true,
     order: { seq: 'sequence_number', key: 'root' },
-    async activate() {
+    async activate(activation) {
+      generation = activation.generation;
+      let last: Map<string, bigint>;
       try {
         await sink.start();
-        const last = await sink.lastSequences();
-        published.clear();
-        for (const [root, seq] of last) published.set(root, seq);
-        breaker.success();
-        return new Map([...last].map(([root, seq]) => [root, seq + 1n]));
+        const tails = await sink.tails();
+        await refuseForeignOutput(tails, generation, log);
+        last = sequencesOf(tails);
       } catch (err) {
+        if (err instanceof StateLostError) throw err;
         breaker.failure();
         throw new TransientError('sink unavailable at start', { cause: err });
       }
+      published.clear();
+      for (const [root, seq] of last) published.set(root, seq);
+      breaker.success();
+      return new Map([...last].map(([root, seq]) => [root, seq + 1n]));
     },
     async handle(entries, step) {
       const messages = entries.filter((e) => !e.has('skip'));
@@ -94,3 +96,39 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
     stop: () => sink.stop(),
   };
 };
+
+/** The sink emit publishes to: Kafka, or the Redis stream sink without KAFKA_BROKER. */
+export function openSink({ config, redis, keys, log }: StageContext): Sink {
+  const topic = config.KAFKA_TOPIC_CANONICAL;
+  const sink: Sink = config.KAFKA_BROKER
+    ? new KafkaSink({ brokers: config.KAFKA_BROKER.split(','), topic, log })
+    : new RedisSink(redis, keys.stream(`out:${topic}`));
+  log.info(
+    config.KAFKA_BROKER ? { broker: config.KAFKA_BROKER, topic } : { stream: keys.stream(`out:${topic}`) },
+    config.KAFKA_BROKER
+      ? 'emit: publishing to Kafka'
+      : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
+  );
+  return sink;
+}
+
+/**
+ * The output holds messages of a generation this Redis does not descend from: the state that
+ * produced them is gone (Redis restarted without its data, restored from an old copy). Going on
+ * would publish numbers again from 1 and graphs built from part of the history, so the whole
+ * pipeline is stopped until `atlas recover`.
+ */
+async function refuseForeignOutput(
+  tails: ReadonlyMap<string, Tail>,
+  generation: Generation,
+  log: Logger,
+): Promise<void> {
+  const lineage = await generation.lineage();
+  const foreign = [...tails].filter(([, t]) => t.generation !== null && !lineage.has(t.generation));
+  if (foreign.length === 0) return;
+  const [root, tail] = foreign[0]!;
+  const why = `the output holds ${foreign.length} root(s) published by generation ${tail.generation} (e.g. root ${root} up to sequence ${tail.seq}), which this Redis (generation ${generation.id}) does not descend from`;
+  log.error({ roots: foreign.length, example: root }, `emit: ${why}`);
+  await generation.declareLost(why);
+  throw new StateLostError(why);
+}

@@ -6,8 +6,17 @@
 import kafkajs, { type Admin, type ITopicConfig, type Kafka, type LogEntry, type Producer } from 'kafkajs';
 import type { Logger } from '../../pipeline/log.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
-import { type PartitionRange, readLastSequences, SEQUENCE_HEADER } from './read-back.ts';
-import { type OutMessage, onlyRoots, rootsOf, type Sink, traceparentOf, unpublished } from './sink.ts';
+import { type PartitionRange, readLastSequences, readTails, SEQUENCE_HEADER } from './read-back.ts';
+import {
+  GENERATION_HEADER,
+  type OutMessage,
+  onlyRoots,
+  rootsOf,
+  type Sink,
+  type Tail,
+  traceparentOf,
+  unpublished,
+} from './sink.ts';
 
 export interface KafkaSinkOptions {
   brokers: string[];
@@ -35,6 +44,7 @@ export class KafkaSink implements Sink {
   private readonly retries: number;
   private readonly admin: Admin;
   private producer: Producer | null = null;
+  private adminConnected: Promise<void> | undefined;
   /**
    * Per partition, an offset at or before every message this instance may have written since its
    * last successful send there: where to re-read after a failure.
@@ -64,8 +74,7 @@ export class KafkaSink implements Sink {
   }
 
   async start(): Promise<void> {
-    prepareKafkajs();
-    await this.admin.connect();
+    await this.connectAdmin();
     const topics = await this.admin.listTopics();
     if (!topics.includes(this.topic)) {
       throw new Error(`Kafka topic ${this.topic} does not exist: create it with \`atlas kafka init\``);
@@ -96,6 +105,17 @@ export class KafkaSink implements Sink {
     return onlyRoots(found, roots);
   }
 
+  async tails(): Promise<Map<string, Tail>> {
+    return readTails({
+      kafka: this.kafka,
+      admin: this.admin,
+      clientId: this.clientId,
+      topic: this.topic,
+      ranges: await this.ranges(),
+      stallMs: this.readStallMs,
+    });
+  }
+
   async publish(messages: readonly OutMessage[]): Promise<void> {
     if (messages.length === 0) return;
     let batch = messages;
@@ -124,11 +144,23 @@ export class KafkaSink implements Sink {
 
   async stop(): Promise<void> {
     await this.dropProducer();
+    this.adminConnected = undefined;
     await this.admin.disconnect();
+  }
+
+  /** Reading needs only the admin client: tails() works without start() (`atlas recover`). */
+  private connectAdmin(): Promise<void> {
+    prepareKafkajs();
+    this.adminConnected ??= this.admin.connect().catch((err: unknown) => {
+      this.adminConnected = undefined;
+      throw err;
+    });
+    return this.adminConnected;
   }
 
   /** Per partition from `from` (clamped to what the log holds) to the high watermark. */
   private async ranges(from?: ReadonlyMap<number, bigint>): Promise<PartitionRange[]> {
+    await this.connectAdmin();
     const offsets = await this.admin.fetchTopicOffsets(this.topic);
     return offsets.map(({ partition, low, high }) => {
       const [first, end] = [BigInt(low), BigInt(high)];
@@ -182,6 +214,7 @@ function toKafkaMessage(m: OutMessage) {
       ...HEADERS,
       [SEQUENCE_HEADER]: m.sequenceNumber.toString(),
       traceparent: traceparentOf(m.traceparent),
+      ...(m.generation ? { [GENERATION_HEADER]: m.generation } : {}),
     },
   };
 }

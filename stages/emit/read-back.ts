@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+import { GENERATION_HEADER, recordTail, sequencesOf, type Tail } from './sink.ts';
 
 export const SEQUENCE_HEADER = 'sequence-number';
 
@@ -32,8 +33,13 @@ export interface ReadBack {
 
 /** Highest sequence-number header per key (hex) in the ranges; later messages may add to it. */
 export async function readLastSequences(read: ReadBack): Promise<Map<string, bigint>> {
+  return sequencesOf(await readTails(read));
+}
+
+/** The message with the highest sequence-number header per key (hex) in the ranges. */
+export async function readTails(read: ReadBack): Promise<Map<string, Tail>> {
   const { kafka, admin, clientId, topic, ranges, stallMs } = read;
-  const last = new Map<string, bigint>();
+  const last = new Map<string, Tail>();
   const pending = new Map(ranges.filter((r) => r.start < r.end).map((r) => [r.partition, r.end]));
   if (pending.size === 0) return last;
   const groupId = `${clientId}-read-back-${randomUUID()}`;
@@ -92,12 +98,19 @@ function watchdog(ms: number, what: () => string) {
   return { expired, rearm, stop: () => clearTimeout(timer) };
 }
 
-function record(last: Map<string, bigint>, message: KafkaMessage): void {
-  const header = message.headers?.[SEQUENCE_HEADER];
-  const text = String(Array.isArray(header) ? header.at(-1) : (header ?? ''));
+function record(last: Map<string, Tail>, message: KafkaMessage): void {
+  const text = headerText(message, SEQUENCE_HEADER) ?? '';
   // Not one of ours (someone else wrote to the topic): it has no place in the sequence.
   if (message.key?.length !== 16 || !/^[0-9]{1,20}$/.test(text)) return;
-  const root = message.key.toString('hex');
-  const seq = BigInt(text);
-  if (seq > (last.get(root) ?? -1n)) last.set(root, seq);
+  recordTail(last, message.key.toString('hex'), {
+    seq: BigInt(text),
+    generation: headerText(message, GENERATION_HEADER),
+    value: message.value,
+  });
+}
+
+function headerText(message: KafkaMessage, name: string): string | null {
+  const header = message.headers?.[name];
+  const value = Array.isArray(header) ? header.at(-1) : header;
+  return value === undefined ? null : String(value);
 }

@@ -5,7 +5,17 @@
  * stream is never trimmed: it is the record of what was published, and lastSequences() reads it.
  */
 import type { Redis } from 'ioredis';
-import { type OutMessage, onlyRoots, rootsOf, type Sink, traceparentOf, unpublished } from './sink.ts';
+import {
+  GENERATION_HEADER,
+  type OutMessage,
+  onlyRoots,
+  recordTail,
+  rootsOf,
+  type Sink,
+  type Tail,
+  traceparentOf,
+  unpublished,
+} from './sink.ts';
 
 const PAGE = 1000;
 
@@ -38,12 +48,31 @@ export class RedisSink implements Sink {
     let end = '+';
     for (;;) {
       const page = await this.redis.xrevrangeBuffer(this.key, end, `(${after}`, 'COUNT', PAGE);
-      for (const [, fields] of page) record(found, fields);
+      for (const [, fields] of page) {
+        const parsed = parse(fields);
+        if (parsed && parsed.tail.seq > (found.get(parsed.root) ?? -1n))
+          found.set(parsed.root, parsed.tail.seq);
+      }
       const oldest = page.at(-1);
       if (!oldest || page.length < PAGE || seenAll()) break;
       end = `(${oldest[0].toString()}`;
     }
     return onlyRoots(found, roots);
+  }
+
+  async tails(): Promise<Map<string, Tail>> {
+    const found = new Map<string, Tail>();
+    let end = '+';
+    for (;;) {
+      const page = await this.redis.xrevrangeBuffer(this.key, end, '-', 'COUNT', PAGE);
+      for (const [, fields] of page) {
+        const parsed = parse(fields);
+        if (parsed) recordTail(found, parsed.root, parsed.tail);
+      }
+      const oldest = page.at(-1);
+      if (!oldest || page.length < PAGE) return found;
+      end = `(${oldest[0].toString()}`;
+    }
   }
 
   async publish(messages: readonly OutMessage[]): Promise<void> {
@@ -69,6 +98,7 @@ export class RedisSink implements Sink {
         value,
         'traceparent',
         traceparentOf(m.traceparent),
+        ...(m.generation ? [GENERATION_HEADER, m.generation] : []),
       );
     }
     try {
@@ -86,15 +116,18 @@ export class RedisSink implements Sink {
   async stop(): Promise<void> {}
 }
 
-function record(found: Map<string, bigint>, fields: Buffer[]): void {
-  let root: string | undefined;
-  let seq: string | undefined;
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = fields[i]!.toString();
-    if (name === 'root') root = fields[i + 1]!.toString();
-    else if (name === 'seq') seq = fields[i + 1]!.toString();
-  }
-  if (root === undefined || seq === undefined || !/^[0-9]{1,20}$/.test(seq)) return;
-  const n = BigInt(seq);
-  if (n > (found.get(root) ?? -1n)) found.set(root, n);
+function fieldsOf(flat: Buffer[]): Map<string, Buffer> {
+  const fields = new Map<string, Buffer>();
+  for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i]!.toString(), flat[i + 1]!);
+  return fields;
+}
+
+/** The root, sequence number and generation of one sink entry, or null if it is not one of ours. */
+function parse(flat: Buffer[]): { root: string; tail: Tail } | null {
+  const f = fieldsOf(flat);
+  const seq = f.get('seq')?.toString();
+  const root = f.get('root')?.toString();
+  if (root === undefined || seq === undefined || !/^[0-9]{1,20}$/.test(seq)) return null;
+  const generation = f.get(GENERATION_HEADER)?.toString() ?? null;
+  return { root, tail: { seq: BigInt(seq), generation, value: f.get('value') ?? null } };
 }

@@ -9,7 +9,21 @@ export interface OutMessage {
   value: Uint8Array;
   /** W3C trace context of the event that caused the message; a new trace is started when missing. */
   traceparent?: string;
+  /** The pipeline generation that produced it (see pipeline/generation.ts). */
+  generation?: string;
 }
+
+/** The newest message of a root in the output. */
+export interface Tail {
+  seq: bigint;
+  /** The generation header of that message (null for messages from before generations). */
+  generation: string | null;
+  /** Its encoded CanonicalGraphUpdated. */
+  value: Uint8Array | null;
+}
+
+/** Header (Kafka) / field (Redis sink) naming the pipeline generation that published a message. */
+export const GENERATION_HEADER = 'atlas-generation';
 
 export interface Sink {
   start(): Promise<void>;
@@ -18,6 +32,8 @@ export interface Sink {
    * only for `roots` when given.
    */
   lastSequences(roots?: readonly string[]): Promise<Map<string, bigint>>;
+  /** The newest message of every root in the output, read back from the output itself. */
+  tails(): Promise<Map<string, Tail>>;
   /**
    * Publishes in order and resolves once durably written. Throws on failure. Calling it again with
    * the same messages is safe: after a failure the sink reads back what landed and skips it.
@@ -32,6 +48,15 @@ export function unpublished(
   last: ReadonlyMap<string, bigint>,
 ): OutMessage[] {
   return messages.filter((m) => m.sequenceNumber > (last.get(m.rootId) ?? 0n));
+}
+
+export function sequencesOf(tails: ReadonlyMap<string, Tail>): Map<string, bigint> {
+  return new Map([...tails].map(([root, t]) => [root, t.seq]));
+}
+
+/** Keeps `candidate` when it is the root's newest so far. */
+export function recordTail(tails: Map<string, Tail>, root: string, candidate: Tail): void {
+  if (candidate.seq > (tails.get(root)?.seq ?? -1n)) tails.set(root, candidate);
 }
 
 export function rootsOf(messages: readonly OutMessage[]): string[] {

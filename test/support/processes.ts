@@ -17,6 +17,8 @@ export interface Exit {
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string; consumer?: string };
+/** A log line's msg (equal, or matching), or a test of the whole line. */
+export type LogMatch = string | RegExp | ((line: LogLine) => boolean);
 
 const running = new Set<Child>();
 
@@ -76,12 +78,14 @@ export class Child {
   }
 
   /** Log lines whose msg matches, in order. */
-  logsMatching(msg: string | RegExp): LogLine[] {
-    return this.logs.filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg))));
+  logsMatching(msg: LogMatch): LogLine[] {
+    return this.logs.filter((l) =>
+      typeof msg === 'string' ? l.msg === msg : typeof msg === 'function' ? msg(l) : msg.test(String(l.msg)),
+    );
   }
 
   /** Waits for a log line (its msg equal to / matching `msg`) and returns it. */
-  async waitForLog(msg: string | RegExp, timeoutMs = 15_000, after = 0): Promise<LogLine> {
+  async waitForLog(msg: LogMatch, timeoutMs = 15_000, after = 0): Promise<LogLine> {
     return eventually(() => {
       if (this.exit) throw new Error(`${this.name} exited (${JSON.stringify(this.exit)}):\n${this.output()}`);
       const found = this.logsMatching(msg).slice(after);

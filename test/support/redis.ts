@@ -108,21 +108,49 @@ export interface ScratchRedis {
   /** SIGSTOP: the server hangs (connections stay open, nothing answers). */
   pause(): void;
   resume(): void;
+  /** kill -9 and start again on the same port without persistence: every key is gone. */
+  restartEmpty(): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** A throwaway redis-server on a spare port, for tests that take Redis away. */
+/** A throwaway redis-server on a spare port (no persistence), for tests that take Redis away. */
 export async function startScratchRedis(): Promise<ScratchRedis> {
-  const { spawn } = await import('node:child_process');
   const port = await freePort();
+  let server = await spawnRedis(port);
+  const stop = async () => {
+    const { proc, exited } = server;
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGCONT');
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pause: () => server.proc.kill('SIGSTOP'),
+    resume: () => server.proc.kill('SIGCONT'),
+    restartEmpty: async () => {
+      await stop();
+      server = await spawnRedis(port);
+    },
+    stop,
+  };
+}
+
+async function spawnRedis(port: number) {
+  const { spawn } = await import('node:child_process');
   const proc = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
     { stdio: 'ignore' },
   );
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const probe = new Redis(`redis://127.0.0.1:${port}`, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  probe.on('error', () => {});
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
@@ -131,20 +159,10 @@ export async function startScratchRedis(): Promise<ScratchRedis> {
       break;
     } catch (err) {
       if (Date.now() > deadline) throw err;
+      probe.disconnect();
       await new Promise((r) => setTimeout(r, 50));
     }
   }
   probe.disconnect();
-  return {
-    url,
-    port,
-    pause: () => proc.kill('SIGSTOP'),
-    resume: () => proc.kill('SIGCONT'),
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGCONT');
-      proc.kill('SIGKILL');
-      await exited;
-    },
-  };
+  return { proc, exited };
 }
