@@ -95,6 +95,8 @@ export interface GenerationWatch {
   fence(): Promise<{ key: string; token: string }>;
   /** Why the state is not ours any more, as of the last check; null while it is. */
   lost(): string | null;
+  /** Checks now (adopting a recovered generation); resolves to lost(). */
+  refresh(): Promise<string | null>;
   stop(): void;
 }
 
@@ -112,16 +114,12 @@ export function watchGeneration(redis: Redis, keys: Keys, everyMs = 1000): Gener
     });
     return joined;
   };
-  const timer = setInterval(() => {
-    join()
-      .then((g) => g.check())
-      .then(
-        (reason) => {
-          why = reason;
-        },
-        () => {}, // Redis unreachable: readiness says so on its own
-      );
-  }, everyMs);
+  const refresh = async () => {
+    why = await (await join()).check();
+    return why;
+  };
+  // Redis unreachable: readiness says so on its own.
+  const timer = setInterval(() => void refresh().catch(() => {}), everyMs);
   timer.unref();
   return {
     fence: async () => {
@@ -129,6 +127,7 @@ export function watchGeneration(redis: Redis, keys: Keys, everyMs = 1000): Gener
       return { key: g.key, token: g.id };
     },
     lost: () => why,
+    refresh,
     stop: () => clearInterval(timer),
   };
 }

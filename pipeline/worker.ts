@@ -280,7 +280,8 @@ export class Worker {
   private async deactivate(): Promise<void> {
     this.active = false;
     this.reseq = undefined;
-    await this.resetStage();
+    // Redis may be gone or lost: activation loads the stage's state again anyway.
+    await this.resetStage().catch((err: unknown) => this.log.warn({ err: describe(err) }, 'reset failed'));
   }
 
   private orderKey(): string {

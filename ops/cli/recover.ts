@@ -1,13 +1,17 @@
 /**
- * `atlas recover`: brings a pipeline back after its state in Redis was lost. Numbers continue
- * after what the output already holds (read back from it, never from Redis), a new generation is
- * written and marked recovered (the waiting processes adopt it and go on), and the newest
- * `meta.cursor` in the output is printed: where the source must be replayed from.
+ * `atlas recover`: brings a pipeline back after its state in Redis was lost. What Redis holds
+ * then is not to be trusted (nothing, or state that processes started afresh built from the
+ * events after the loss alone), so it is cleared; numbers continue after what the output already
+ * holds (read back from it, never from Redis); a new generation is written and marked recovered
+ * (the waiting processes adopt it and go on); and the newest `meta.cursor` in the output is
+ * printed. The source must then be replayed: from its start for exact graphs (the topology
+ * before the loss is gone), and the cursor says how far the output had got.
  */
 import type { Redis } from 'ioredis';
+import { deletePipelineKeys } from '../../pipeline/cleanup.ts';
 import type { Config } from '../../pipeline/config.ts';
 import { generationKeys, LOST_PREFIX, newGenerationId } from '../../pipeline/generation.ts';
-import type { Keys } from '../../pipeline/keys.ts';
+import { type Keys, streams } from '../../pipeline/keys.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { canonicalStore, continueAfter } from '../../stages/canonical/store.ts';
 import { openSink } from '../../stages/emit/index.ts';
@@ -30,6 +34,8 @@ export interface Recovery {
   roots: RootTail[];
   /** Roots whose numbering was moved on to continue after the output. */
   moved: number;
+  /** Keys of the untrusted state that were deleted, and the unprocessed events among them. */
+  cleared: { keys: number; events: number };
   /** The newest cursor in the output (highest block number): replay the source from there. */
   resume_cursor: string | null;
 }
@@ -54,8 +60,11 @@ export async function recover(config: Config, redis: Redis, keys: Keys): Promise
       generation: current,
       roots,
       moved: 0,
+      cleared: { keys: 0, events: 0 },
       resume_cursor: resume,
     };
+  const events = await redis.xlen(keys.stream(streams.ingest));
+  const cleared = { keys: await deletePipelineKeys(redis, keys), events };
   const moved = await continueAfter(redis, canonicalStore(keys), sequencesOf(tails));
   const generation = newGenerationId();
   const descends = roots.flatMap((r) => (r.generation ? [r.generation] : []));
@@ -65,7 +74,7 @@ export async function recover(config: Config, redis: Redis, keys: Keys): Promise
     .set(k.current, generation)
     .set(k.recovered, generation)
     .exec();
-  return { recovered: true, previous: current, generation, roots, moved, resume_cursor: resume };
+  return { recovered: true, previous: current, generation, roots, moved, cleared, resume_cursor: resume };
 }
 
 function describeTail(root: string, tail: Tail): RootTail {
@@ -90,6 +99,7 @@ export function describeRecovery(r: Recovery): string {
   if (!r.recovered) return `the pipeline's state is intact (generation ${r.generation}); nothing to recover`;
   const lines = [
     `recovered: new generation ${r.generation} (was ${r.previous ?? 'missing'})`,
+    `cleared the untrusted state in Redis: ${r.cleared.keys} key(s), ${r.cleared.events} event(s) accepted after the loss (a replay of the source brings them again)`,
     `output holds ${r.roots.length} root(s); ${r.moved} continue their sequence numbers after it:`,
     ...r.roots.map(
       (t) => `  ${t.root}  last sequence_number ${t.sequence_number}  cursor ${t.cursor ?? '-'}`,

@@ -89,7 +89,12 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
       return undefined;
     }
     const traceparent = traceparentFor(req.headers.traceparent as string | undefined);
-    const results = await accept(redis, opts, envelopes, { traceparent, requestId: req.id });
+    const context = { traceparent, requestId: req.id };
+    const results = await accept(redis, opts, envelopes, context).catch(async (err: unknown) => {
+      // `atlas recover` may have just written the generation this door has not adopted yet.
+      if (!(err instanceof StateLostError) || (await generation.refresh()) !== null) throw err;
+      return accept(redis, opts, envelopes, context);
+    });
     for (const r of results) ingestMetrics.events.inc({ outcome: r.duplicate ? 'duplicate' : 'accepted' });
     return results;
   };
@@ -127,7 +132,8 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   app.get('/health', async (req) => ({ status: 'ok', request_id: req.id }));
 
   app.get('/ready', async (req, reply) => {
-    const why = generation.lost() ?? (await readiness(redis, keys, backlogWatch, notReady));
+    const lost = generation.lost();
+    const why = lost ? `state lost: ${lost}` : await readiness(redis, keys, backlogWatch, notReady);
     return reply
       .code(why ? 503 : 200)
       .send({ status: why ? 'not_ready' : 'ready', ...(why ? { reason: why } : {}), request_id: req.id });

@@ -1,0 +1,15 @@
+/** Deleting a pipeline's keys (every `{prefix}:*`): `atlas recover` starts its state afresh with it. */
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.ts';
+
+/** Deletes every key of the pipeline; returns how many there were. */
+export async function deletePipelineKeys(redis: Redis, keys: Keys): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', keys.of('*'), 'COUNT', 1000);
+    if (found.length > 0) deleted += await redis.unlink(...found);
+    cursor = next;
+  } while (cursor !== '0');
+  return deleted;
+}
