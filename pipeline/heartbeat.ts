@@ -63,7 +63,6 @@ export function pipelineProblems(stages: string[], beats: Beat[]): string[] {
       problems.push(`${stage}: no active instance (${mine.map((b) => b.role).join(', ')})`);
   }
   for (const b of beats) {
-    if (b.role === 'standby') continue;
     if (b.problem) problems.push(`${b.stage} (${b.consumer}): ${b.problem}`);
     else if (b.stalled) problems.push(`${b.stage} (${b.consumer}): stalled`);
   }

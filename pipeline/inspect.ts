@@ -1,7 +1,10 @@
 /** A readable view of XINFO for every stream of the pipeline (`atlas streams`), and replay. */
 import type { Redis } from 'ioredis';
 import { groupsOf } from './backlog.ts';
+import { generationKeys } from './generation.ts';
+import { type Beat, pipelineProblems, readBeats } from './heartbeat.ts';
 import type { Keys } from './keys.ts';
+import { compareStreamIds } from './retention.ts';
 
 export interface StreamView {
   stream: string;
@@ -67,4 +70,43 @@ export async function describeStreams(redis: Redis, keys: Keys): Promise<StreamV
  */
 export async function replay(redis: Redis, stream: string, group: string, fromId: string): Promise<void> {
   await redis.xgroup('SETID', stream, group, fromId);
+}
+
+/** Why a replay from `fromId` is refused (not an id, or past the stream's end), or null. */
+export async function replayRefusal(redis: Redis, stream: string, fromId: string): Promise<string | null> {
+  if (fromId === '0') return null;
+  if (!/^\d+(-\d+)?$/.test(fromId))
+    return `--from ${fromId} is not a stream entry id (ms-seq, or 0 for the start)`;
+  const [newest] = await redis.xrevrange(stream, '+', '-', 'COUNT', 1);
+  const last = newest?.[0] ?? '0-0';
+  if (compareStreamIds(fromId.includes('-') ? fromId : `${fromId}-0`, last) > 0)
+    return `--from ${fromId} is past the end of ${stream} (its newest entry is ${last}): nothing would be replayed`;
+  return null;
+}
+
+export interface Health {
+  /** The pipeline generation in Redis (null: none, the state is gone or never was). */
+  generation: string | null;
+  instances: Beat[];
+  problems: string[];
+}
+
+export async function describeHealth(redis: Redis, keys: Keys): Promise<Health> {
+  const { stages, beats } = await readBeats(redis, keys);
+  const generation = await redis.get(generationKeys(keys).current);
+  return { generation, instances: beats, problems: pipelineProblems(stages, beats) };
+}
+
+export function printHealth({ generation, instances, problems }: Health): void {
+  console.log(
+    `pipeline generation ${generation ?? '(none)'}: ${problems.length === 0 ? 'ready' : 'NOT READY'}`,
+  );
+  for (const p of problems) console.log(`  ! ${p}`);
+  const now = Date.now();
+  for (const b of [...instances].sort((x, y) => x.stage.localeCompare(y.stage))) {
+    const progress = `${((now - b.progress_at) / 1000).toFixed(1)}s ago`;
+    console.log(
+      `  ${b.stage} ${b.consumer} pid=${b.pid} ${b.role} progress=${progress}${b.stalled ? ' STALLED' : ''}`,
+    );
+  }
 }

@@ -3,7 +3,13 @@
 import { Command } from 'commander';
 import { loadConfig, settingsTable } from '../../pipeline/config.ts';
 import { listDeadLetters, purge, redrive, showDeadLetter } from '../../pipeline/dlq.ts';
-import { describeStreams, replay } from '../../pipeline/inspect.ts';
+import {
+  describeHealth,
+  describeStreams,
+  printHealth,
+  replay,
+  replayRefusal,
+} from '../../pipeline/inspect.ts';
 import { keys } from '../../pipeline/keys.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
@@ -65,11 +71,17 @@ program
 
 program
   .command('streams')
-  .description('each stream: length, consumer groups, lag, pending, age of the oldest pending entry')
+  .description(
+    "each stream: length, consumer groups, lag, pending, age of the oldest pending entry; the pipeline's health: every stage instance and what keeps it from being ready",
+  )
   .option('--json', 'machine-readable output')
   .action(async (opts: { json?: boolean }) => {
-    const views = await withRedis((redis, k) => describeStreams(redis, k));
-    if (opts.json) return console.log(JSON.stringify(views, null, 2));
+    const [views, health] = await withRedis(async (redis, k) => [
+      await describeStreams(redis, k),
+      await describeHealth(redis, k),
+    ]);
+    if (opts.json) return console.log(JSON.stringify({ streams: views, ...health }, null, 2));
+    printHealth(health);
     if (views.length === 0) return console.log('no streams yet');
     for (const v of views) {
       console.log(`${v.stream}  length=${v.length}`);
@@ -94,6 +106,8 @@ program
     await withRedis(async (redis, k) => {
       const config = loadConfig();
       const s = await factory({ config, redis, keys: k, log: createLogger('silent') });
+      const refused = await replayRefusal(redis, k.stream(s.input), opts.from);
+      if (refused) throw new UsageError(refused);
       await replay(redis, k.stream(s.input), s.name, opts.from);
       console.log(`stage ${stage} will read ${k.stream(s.input)} again after ${opts.from}`);
     });
