@@ -17,14 +17,14 @@ export function connectWorker(url: string, name: string): Redis {
   });
 }
 
-export function connectFailFast(url: string, name: string): Redis {
+export function connectFailFast(url: string, name: string, timeoutMs = 800): Redis {
   return new Redis(url, {
     connectionName: name,
     protocol: 2,
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
-    commandTimeout: 800,
-    connectTimeout: 800,
+    commandTimeout: timeoutMs,
+    connectTimeout: timeoutMs,
     retryStrategy: (times) => backoffMs(times, 50, 1000),
   });
 }

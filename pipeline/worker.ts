@@ -97,7 +97,8 @@ export class Worker {
     if (stage.singleton)
       this.lease = new Lease(redis, keys.of('lease', stage.name), config.ATLAS_LEASE_MS, this.consumer);
     this.watch = new ProgressWatch(config.ATLAS_STALL_MS);
-    this.side = connectFailFast(config.REDIS_URL, `atlas-watch-${stage.name}`);
+    // Not the door's 800 ms: a slow machine must not pass for an unreachable Redis.
+    this.side = connectFailFast(config.REDIS_URL, `atlas-watch-${stage.name}`, BEAT_MS * 3);
     this.side.on('error', () => {}); // a failed beat is reported by notReady()
     redis.on('reconnecting', () => {
       this.reconnected = true;
@@ -140,6 +141,7 @@ export class Worker {
         this.generation = await Generation.join(this.redis, this.keys);
         await this.input.ensureGroup();
       });
+      void this.beat(); // visible at once, not a beat later
       this.beatTimer = setInterval(() => void this.beat(), BEAT_MS);
       while (!this.stopping) {
         if (this.lost) {
@@ -225,7 +227,8 @@ export class Worker {
       };
       await publishBeat(this.side, this.keys, beat, BEAT_MS * 3);
       this.beatFailed = false;
-    } catch {
+    } catch (err) {
+      if (!this.beatFailed) this.log.warn({ err: describe(err) }, 'heartbeat failed; retrying every second');
       this.beatFailed = true;
     }
   }

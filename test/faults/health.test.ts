@@ -36,11 +36,12 @@ it("the door's /ready and atlas streams see every stage's process", async () => 
   await eventually(async () => (await fx.redis.xlen(fx.keys.stream('out:topology.canonical'))) === 1, 30_000);
   await eventually(async () => expect((await ready()).status).toBe(200), 20_000);
 
+  await eventually(async () => (await fx.redis.scard(fx.keys.of('stages'))) === 5, 10_000);
   await p.kill9('validate');
   await eventually(async () => {
     const answer = await ready();
+    expect(answer.status, answer.text).toBe(503);
     expect(answer.body.reason).toMatch(/validate: no live instance/);
-    expect(answer.status).toBe(503);
   }, 15_000);
   const streams = await runAtlas(['streams', '--json'], p.env);
   expect(JSON.parse(streams.stdout).problems).toContain('validate: no live instance');

@@ -6,7 +6,7 @@
  * made exact: the test reads them under the worker's consumer name, so only Redis knows.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually } from '../support/eventually.ts';
+import { delay, eventually } from '../support/eventually.ts';
 import { request } from '../support/http.ts';
 import { killChildren, spawnStage } from '../support/processes.ts';
 import { freePort, useRedis } from '../support/redis.ts';
@@ -34,7 +34,9 @@ describe.each(['singleton', 'ordered-singleton', 'relay'])('a %s stage whose rea
     const consumer = await stage.consumer();
     await stage.waitForLog(kind === 'relay' ? /./ : 'active');
     const input = keys.stream('in');
-    await eventually(async () => (await fx.redis.xinfo('GROUPS', input)) as unknown[], 10_000);
+    // Ready: the worker has joined and made its first pass over its own pending entries.
+    await eventually(async () => (await request(`http://127.0.0.1:${ops}/ready`)).status === 200, 15_000);
+    await delay(1000);
     // The reply that never arrived: delivered to the worker's consumer, seen by nobody. One
     // MULTI, so the worker's own blocked read is served only after these are taken.
     const multi = fx.redis.multi();
