@@ -8,7 +8,9 @@ import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { endToEndSeconds } from '../../pipeline/metrics.ts';
+import { redactUrl } from '../../pipeline/secrets.ts';
 import { type StageFactory, TransientError } from '../../pipeline/stage.ts';
+import { kafkaConnection } from './kafka-client.ts';
 import { KafkaSink } from './kafka-sink.ts';
 import { RedisSink } from './redis-sink.ts';
 import { type Sink, unpublished } from './sink.ts';
@@ -16,10 +18,12 @@ import { type Sink, unpublished } from './sink.ts';
 export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
   const topic = config.KAFKA_TOPIC_CANONICAL;
   const sink: Sink = config.KAFKA_BROKER
-    ? new KafkaSink({ brokers: config.KAFKA_BROKER.split(','), topic, log })
+    ? new KafkaSink({ connection: kafkaConnection(config), topic, log })
     : new RedisSink(redis, keys.stream(`out:${topic}`));
   log.info(
-    config.KAFKA_BROKER ? { broker: config.KAFKA_BROKER, topic } : { stream: keys.stream(`out:${topic}`) },
+    config.KAFKA_BROKER
+      ? { broker: redactUrl(config.KAFKA_BROKER), topic }
+      : { stream: keys.stream(`out:${topic}`) },
     config.KAFKA_BROKER
       ? 'emit: publishing to Kafka'
       : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',

@@ -43,7 +43,12 @@ function message(rootId: string, seq: number, traceparent?: string): OutMessage 
 
 const sinks: KafkaSink[] = [];
 async function startedSink(options: { topic?: string } = {}): Promise<KafkaSink> {
-  const sink = new KafkaSink({ brokers, topic: options.topic ?? topic, log, clientId: `atlas-test-${run}` });
+  const sink = new KafkaSink({
+    connection: { brokers },
+    topic: options.topic ?? topic,
+    log,
+    clientId: `atlas-test-${run}`,
+  });
   sinks.push(sink);
   await sink.start();
   return sink;

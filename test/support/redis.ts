@@ -101,12 +101,29 @@ export interface ScratchRedis {
   pause(): void;
   resume(): void;
   stop(): Promise<void>;
+  /** A new, empty server on the same port (clients reconnect to it). */
+  restart(): Promise<void>;
 }
 
 /** A throwaway redis-server on a spare port, for tests that take Redis away. */
 export async function startScratchRedis(): Promise<ScratchRedis> {
-  const { spawn } = await import('node:child_process');
   const port = await freePort();
+  let server = await spawnRedis(port);
+  return {
+    url: server.url,
+    port,
+    pause: () => server.proc.kill('SIGSTOP'),
+    resume: () => server.proc.kill('SIGCONT'),
+    stop: () => server.stop(),
+    restart: async () => {
+      await server.stop();
+      server = await spawnRedis(port);
+    },
+  };
+}
+
+async function spawnRedis(port: number) {
+  const { spawn } = await import('node:child_process');
   const proc = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
@@ -129,9 +146,7 @@ export async function startScratchRedis(): Promise<ScratchRedis> {
   probe.disconnect();
   return {
     url,
-    port,
-    pause: () => proc.kill('SIGSTOP'),
-    resume: () => proc.kill('SIGCONT'),
+    proc,
     stop: async () => {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGCONT');
