@@ -234,10 +234,16 @@ program.parseAsync().catch((err: unknown) => {
     process.stderr.write(`atlas: ${redactText(err.message, secrets)}\n`);
     process.exit(1);
   }
-  const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  const text =
+    err instanceof Error ? (isKafkaError(err) ? err.message : (err.stack ?? err.message)) : String(err);
   process.stderr.write(`atlas: ${redactText(text, secrets)}\n`);
   process.exit(1);
 });
+
+/** kafkajs says what went wrong (unreachable, authentication failed); its stack adds nothing. */
+function isKafkaError(err: Error): boolean {
+  return err.name.startsWith('KafkaJS');
+}
 
 function parseConfigQuietly(): Config | undefined {
   try {

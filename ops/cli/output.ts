@@ -31,7 +31,8 @@ function kafkaClient(config: Config) {
   return new kafkajs.Kafka({
     clientId: 'atlas-cli',
     ...kafkaConnection(config),
-    logLevel: kafkajs.logLevel.ERROR,
+    // a failure ends the command with one message (atlas.ts), not a log line per retry
+    logLevel: kafkajs.logLevel.NOTHING,
   });
 }
 
