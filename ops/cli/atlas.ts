@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /** The `atlas` command: run stages, inspect streams, work the dead-letter stream. */
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { aclSetUser, type Role, roles } from '../../pipeline/acl.ts';
 import {
   type Config,
   loadConfig,
@@ -217,6 +219,27 @@ program
     const root = opts.root === undefined ? undefined : normalizeHex(opts.root, 16);
     if (root === null) throw new UsageError(`not a space id: ${opts.root}`);
     await tail(loadConfig(), { ...opts, root });
+  });
+
+program
+  .command('acl')
+  .description(
+    'print ACL SETUSER commands for the Redis users of this prefix (door, stage, admin); pipe them to redis-cli',
+  )
+  .option('--door <file>', 'file holding the password of the door user (the HTTP ingest)')
+  .option('--stage <file>', 'file holding the password of the stage user (stream workers)')
+  .option('--admin <file>', 'file holding the password of the admin user (this CLI)')
+  .action((opts: Partial<Record<Role, string>>) => {
+    const given = roles.filter((role) => opts[role] !== undefined);
+    if (given.length === 0)
+      throw new UsageError('name at least one of --door, --stage, --admin with a password file');
+    const prefix = loadConfig().ATLAS_PREFIX;
+    for (const role of given) {
+      // a file, not an argument: arguments are visible to every user of the machine (ps)
+      const password = readFileSync(opts[role]!, 'utf8').trim();
+      if (!password) throw new UsageError(`the password file of --${role} is empty`);
+      console.log(aclSetUser(prefix, role, password).join(' '));
+    }
   });
 
 program
