@@ -2,6 +2,7 @@
  * Every setting comes from the environment (flags may override), is validated once at start,
  * and a bad one stops the process naming each bad setting (exit 2).
  */
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { normalizeHex } from './hex.ts';
 import { isUrl, MASK, redactUrl, urlPasswords } from './secrets.ts';
@@ -22,6 +23,11 @@ const roots = z
   });
 
 const flag = z.stringbool().default(false);
+/** A missing CA file is a setting error at start, not a connection failure later. */
+const pemFile = z
+  .string()
+  .default('')
+  .refine((file) => file === '' || existsSync(file), 'no such file');
 
 /** Marks a setting that holds a secret (a password, or a URL that may carry one). */
 const SECRET = 'secret';
@@ -37,7 +43,7 @@ export const settings = {
     SECRET,
   ],
   REDIS_TLS_CA_FILE: [
-    z.string().default(''),
+    pemFile,
     'PEM file of the CA that signed the Redis server certificate (`rediss://`); empty = the system CAs',
   ],
   ATLAS_PREFIX: [
@@ -94,7 +100,7 @@ export const settings = {
   KAFKA_TOPIC_CANONICAL: [z.string().default('topology.canonical'), 'Kafka topic of CanonicalGraphUpdated'],
   KAFKA_TLS: [flag, 'Connect to Kafka over TLS (`true` for an `SSL` or `SASL_SSL` listener)'],
   KAFKA_TLS_CA_FILE: [
-    z.string().default(''),
+    pemFile,
     'PEM file of the CA that signed the Kafka broker certificates; empty = the system CAs',
   ],
   KAFKA_SASL_MECHANISM: [

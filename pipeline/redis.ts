@@ -51,18 +51,21 @@ function tlsOptions(target: RedisTarget): RedisOptions {
   return { tls: { ca: readFileSync(target.REDIS_TLS_CA_FILE) } };
 }
 
-/** One warning per connection name per this many ms; the ones in between are counted. */
-export const ERROR_LOG_INTERVAL_MS = 10_000;
+/** One warning per connection per this many ms; the ones in between are counted. */
+const ERROR_LOG_INTERVAL_MS = 10_000;
 
 /**
  * Without an 'error' listener ioredis prints "[ioredis] Unhandled error event" with a stack to
  * stderr on every failed reconnect (dozens per outage), which breaks JSON logs. Callers still
- * see each failure on their commands; this only reports the connection's state, rate-limited.
+ * see each failure on their commands; this only reports the connection's state, rate-limited,
+ * and says when it is back with the count of errors not logged since the last warning.
  */
 function logErrors(redis: Redis, name: string, url: string, log: Logger): void {
   let lastAt = Number.NEGATIVE_INFINITY;
   let suppressed = 0;
+  let failing = false;
   redis.on('error', (err: Error) => {
+    failing = true;
     const now = Date.now();
     if (now - lastAt < ERROR_LOG_INTERVAL_MS) {
       suppressed++;
@@ -70,6 +73,12 @@ function logErrors(redis: Redis, name: string, url: string, log: Logger): void {
     }
     log.warn({ connection: name, url, error: redactUrl(err.message), suppressed }, 'redis: connection error');
     lastAt = now;
+    suppressed = 0;
+  });
+  redis.on('ready', () => {
+    if (!failing) return;
+    log.info({ connection: name, url, suppressed }, 'redis: connected again');
+    failing = false;
     suppressed = 0;
   });
 }

@@ -132,6 +132,7 @@ async function spawnRedis(port: number) {
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const url = `redis://127.0.0.1:${port}`;
   const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {}); // refused until the server listens: connect() below says so
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
