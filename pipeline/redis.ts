@@ -34,6 +34,9 @@ export function connectFailFast(target: RedisTarget, name: string, log: Logger):
   });
 }
 
+/** The logger and printable URL of each client made here, so its duplicates log alike. */
+const origins = new WeakMap<Redis, { log: Logger; url: string }>();
+
 function connect(target: RedisTarget, name: string, log: Logger, options: RedisOptions): Redis {
   const redis = new Redis(target.REDIS_URL, {
     ...options,
@@ -41,8 +44,21 @@ function connect(target: RedisTarget, name: string, log: Logger, options: RedisO
     connectionName: name,
     protocol: 2,
   });
-  logErrors(redis, name, redactUrl(target.REDIS_URL), log);
+  const origin = { log, url: redactUrl(target.REDIS_URL) };
+  origins.set(redis, origin);
+  logErrors(redis, name, origin.url, origin.log);
   return redis;
+}
+
+/** A second connection with the same settings (TLS, credentials) and the same error logging. */
+export function duplicate(redis: Redis, name: string): Redis {
+  const copy = redis.duplicate({ connectionName: name });
+  const origin = origins.get(redis);
+  if (origin) {
+    origins.set(copy, origin);
+    logErrors(copy, name, origin.url, origin.log);
+  }
+  return copy;
 }
 
 /** rediss:// turns TLS on in ioredis; a private CA replaces the system's trust store. */
