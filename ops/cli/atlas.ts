@@ -258,14 +258,17 @@ program.parseAsync().catch((err: unknown) => {
     process.exit(1);
   }
   const text =
-    err instanceof Error ? (isKafkaError(err) ? err.message : (err.stack ?? err.message)) : String(err);
+    err instanceof Error ? (isServerAnswer(err) ? err.message : (err.stack ?? err.message)) : String(err);
   process.stderr.write(`atlas: ${redactText(text, secrets)}\n`);
   process.exit(1);
 });
 
-/** kafkajs says what went wrong (unreachable, authentication failed); its stack adds nothing. */
-function isKafkaError(err: Error): boolean {
-  return err.name.startsWith('KafkaJS');
+/**
+ * Redis's error replies (NOPERM, WRONGTYPE) and kafkajs's errors (authentication failed, broker
+ * unreachable) say what went wrong; their stacks add nothing for an operator.
+ */
+function isServerAnswer(err: Error): boolean {
+  return err.name === 'ReplyError' || err.name.startsWith('KafkaJS');
 }
 
 function parseConfigQuietly(): Config | undefined {

@@ -82,7 +82,7 @@ describe('Redis ACL users', () => {
     await refused(asDoor.flushall());
     const purge = await runAtlas(['dlq', 'purge', '--all'], envOf('door'));
     expect(purge.code).toBe(1);
-    expect(purge.stderr).toContain('NOPERM');
+    expect(purge.stderr).toMatch(/^atlas: NOPERM .*\n$/);
 
     // every worker stage: leases, checkpoints, claim-check, the Redis sink
     const stages = spawnAtlas(['run', 'validate', 'transitive', 'canonical', 'serialize', 'emit'], {
@@ -101,6 +101,16 @@ describe('Redis ACL users', () => {
     await refused(asStage.xgroup('DESTROY', k.stream('ingest'), 'validate'));
     await refused(asStage.flushall());
     await refused(asStage.get('{another-pipeline}:seq'));
+  });
+
+  it('a wrong password is refused clearly, and not printed', async () => {
+    const wrong = 'Wrong-password-0451';
+    const url = urlOf('admin').replace(passwords.admin, wrong);
+    const r = await runAtlas(['streams'], { REDIS_URL: url, ATLAS_PREFIX: prefix });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot reach Redis at redis://${aclUserName(prefix, 'admin')}:***@`);
+    expect(r.stderr).toContain('WRONGPASS');
+    expect(r.stdout + r.stderr).not.toContain(wrong);
   });
 
   it('the admin inspects, replays and purges', async () => {
