@@ -2,13 +2,16 @@
  * Secrets never reach logs, error messages or `atlas config`; Redis connection errors are JSON
  * warnings, never ioredis's "Unhandled error event" stack traces on stderr.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseConfig, secretsOf, settingsTable, shownValue } from '../../pipeline/config.ts';
 import { redactText, redactUrl } from '../../pipeline/secrets.ts';
 import { delay } from '../support/eventually.ts';
-import { type Child, killChildren, runAtlas, spawnAtlas, spawnStage } from '../support/processes.ts';
+import { type Child, killChildren, ROOT, runAtlas, spawnAtlas, spawnStage } from '../support/processes.ts';
 import { freePort, type ScratchRedis, startScratchRedis, uniquePrefix } from '../support/redis.ts';
 
+const run = promisify(execFile);
 const PASSWORD = 'Sup3r-s3cret-pw';
 const SASL_PASSWORD = 'kafka-Sasl-pw-42';
 
@@ -49,6 +52,20 @@ describe('redaction', () => {
     expect(() => parseConfig({ REDIS_URL: `redis://door:${PASSWORD}@bad host` })).toThrow(
       /REDIS_URL=redis:\/\/door:\*\*\*@/,
     );
+  });
+});
+
+describe('logs', () => {
+  it('mask secret fields wherever they appear in a logged object', async () => {
+    const script = `import('./pipeline/log.ts').then(({ createLogger }) => createLogger('info').info({
+      config: { REDIS_URL: 'redis://u:${PASSWORD}@h', KAFKA_SASL_PASSWORD: '${SASL_PASSWORD}' },
+      sasl: { mechanism: 'scram-sha-256', password: '${SASL_PASSWORD}' },
+    }, 'settings'))`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT });
+    const line = JSON.parse(stdout) as Record<string, Record<string, unknown>>;
+    expect(line.config).toEqual({ REDIS_URL: '***', KAFKA_SASL_PASSWORD: '***' });
+    expect(line.sasl).toBe('***');
+    expectNoSecret(stdout);
   });
 });
 
