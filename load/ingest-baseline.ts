@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import { keys } from '../pipeline/keys.ts';
+import { createLogger } from '../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../pipeline/redis.ts';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -17,8 +18,11 @@ const port = Number(process.env.ATLAS_HTTP_PORT ?? 18081);
 const stream = keys(process.env.ATLAS_PREFIX ?? 'load-baseline').stream('baseline');
 
 // The same client settings the ingest door uses.
-const redis = connectFailFast(url, 'atlas-load-baseline');
-redis.on('error', () => {});
+const redis = connectFailFast(
+  { REDIS_URL: url, REDIS_TLS_CA_FILE: process.env.REDIS_TLS_CA_FILE ?? '' },
+  'atlas-load-baseline',
+  createLogger('silent'),
+);
 
 const app = Fastify({ logger: false, genReqId: () => randomUUID() });
 

@@ -2,8 +2,10 @@
  * Every setting comes from the environment (flags may override), is validated once at start,
  * and a bad one stops the process naming each bad setting (exit 2).
  */
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { normalizeHex } from './hex.ts';
+import { isUrl, MASK, redactUrl, urlPasswords } from './secrets.ts';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const roots = z
@@ -20,9 +22,30 @@ const roots = z
     return [...new Set(normal as string[])];
   });
 
-/** name → [schema, description]; the README's configuration table is printed from this. */
+const flag = z.stringbool().default(false);
+/** A missing CA file is a setting error at start, not a connection failure later. */
+const pemFile = z
+  .string()
+  .default('')
+  .refine((file) => file === '' || existsSync(file), 'no such file');
+
+/** Marks a setting that holds a secret (a password, or a URL that may carry one). */
+const SECRET = 'secret';
+
+/**
+ * name → [schema, description, SECRET?]; the README's configuration table is printed from this.
+ * The values of secret settings are never printed (`atlas config`, error messages).
+ */
 export const settings = {
-  REDIS_URL: [z.string().url().default('redis://127.0.0.1:6379'), 'Redis the pipeline lives in'],
+  REDIS_URL: [
+    z.string().url().default('redis://127.0.0.1:6379'),
+    'Redis the pipeline lives in; `rediss://` for TLS, `redis://user:password@host:port` for an ACL user',
+    SECRET,
+  ],
+  REDIS_TLS_CA_FILE: [
+    pemFile,
+    'PEM file of the CA that signed the Redis server certificate (`rediss://`); empty = the system CAs',
+  ],
   ATLAS_PREFIX: [
     z
       .string()
@@ -83,6 +106,17 @@ export const settings = {
   ],
   KAFKA_BROKER: [z.string().default(''), 'Kafka bootstrap broker(s); empty = the Redis stream sink'],
   KAFKA_TOPIC_CANONICAL: [z.string().default('topology.canonical'), 'Kafka topic of CanonicalGraphUpdated'],
+  KAFKA_TLS: [flag, 'Connect to Kafka over TLS (`true` for an `SSL` or `SASL_SSL` listener)'],
+  KAFKA_TLS_CA_FILE: [
+    pemFile,
+    'PEM file of the CA that signed the Kafka broker certificates; empty = the system CAs',
+  ],
+  KAFKA_SASL_MECHANISM: [
+    z.enum(['', 'plain', 'scram-sha-256', 'scram-sha-512']).default(''),
+    'SASL mechanism for Kafka (`scram-sha-256`, `scram-sha-512`, `plain`); empty = no SASL',
+  ],
+  KAFKA_SASL_USERNAME: [z.string().default(''), 'Kafka SASL user'],
+  KAFKA_SASL_PASSWORD: [z.string().default(''), 'Kafka SASL password', SECRET],
 } as const;
 
 type Settings = typeof settings;
@@ -103,7 +137,22 @@ const schema = z
   .refine((c) => c.ATLAS_STALL_MS > c.ATLAS_CONFLATE_MS + c.ATLAS_BLOCK_MS, {
     path: ['ATLAS_STALL_MS'],
     message: 'must be above ATLAS_CONFLATE_MS + ATLAS_BLOCK_MS, or held entries would count as a stall',
+  })
+  .refine((c) => !c.KAFKA_SASL_MECHANISM || (c.KAFKA_SASL_USERNAME && c.KAFKA_SASL_PASSWORD), {
+    path: ['KAFKA_SASL_MECHANISM'],
+    message: 'needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD',
   });
+
+function isSecret(name: string): boolean {
+  return (settings as Record<string, readonly unknown[]>)[name]?.[2] === SECRET;
+}
+
+/** A setting's value as it may be printed: URL passwords masked, other secrets masked whole. */
+export function shownValue(name: string, value: unknown): string {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  if (!isSecret(name) || text === '') return text;
+  return isUrl(text) ? redactUrl(text) : MASK;
+}
 
 export class ConfigError extends Error {}
 
@@ -115,7 +164,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   const result = schema.safeParse(present);
   if (result.success) return result.data as Config;
   const lines = result.error.issues.map(
-    (i) => `  ${i.path.join('.')}=${present[String(i.path[0])]}: ${i.message}`,
+    (i) =>
+      `  ${i.path.join('.')}=${shownValue(String(i.path[0]), present[String(i.path[0])] ?? '')}: ${i.message}`,
   );
   throw new ConfigError(`invalid settings:\n${lines.join('\n')}`);
 }
@@ -135,7 +185,25 @@ export function settingsTable(): string {
   const rows = Object.entries(settings).map(([name, [s, doc]]) => {
     const def = s.safeParse(undefined);
     const shown = def.success ? JSON.stringify(def.data) : '';
-    return `| \`${name}\` | \`${shown}\` | ${doc} |`;
+    const marked = isSecret(name) ? `${doc} (secret: masked wherever printed)` : doc;
+    return `| \`${name}\` | \`${isSecret(name) ? redactUrl(shown) : shown}\` | ${marked} |`;
   });
   return ['| setting | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
+/** The secret values of a configuration (URL passwords, the SASL password), to mask in texts. */
+export function secretsOf(config: Config | undefined): string[] {
+  if (!config) return [];
+  return Object.keys(settings)
+    .filter(isSecret)
+    .map((name) => String(config[name as keyof Config]))
+    .flatMap((value) => (isUrl(value) ? urlPasswords(value) : [value]))
+    .filter((s) => s.length > 0);
+}
+
+/** `NAME=value` per setting as this process sees it, secrets masked (`atlas config --values`). */
+export function settingsValues(config: Config): string {
+  return Object.keys(settings)
+    .map((name) => `${name}=${shownValue(name, config[name as keyof Config])}`)
+    .join('\n');
 }

@@ -5,6 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 import { sleep } from './backoff.ts';
+import { duplicate } from './redis.ts';
 import { runScript } from './scripts.ts';
 
 export class Lease {
@@ -20,7 +21,7 @@ export class Lease {
   constructor(redis: Redis, key: string, ttlMs: number, holder: string) {
     // A connection of its own: on the worker's, a renewal would queue behind a blocking
     // XREADGROUP (up to ATLAS_BLOCK_MS) and a short lease would lapse while its holder idles.
-    this.redis = redis.duplicate({ connectionName: 'atlas-lease' });
+    this.redis = duplicate(redis, 'atlas-lease');
     this.key = key;
     this.ttlMs = ttlMs;
     this.holder = holder;

@@ -25,7 +25,7 @@ export async function stageComponent(
   config: Config,
   log: Logger,
 ): Promise<Component & { worker: Worker }> {
-  const redis = connectWorker(config.REDIS_URL, 'atlas-stage');
+  const redis = connectWorker(config, 'atlas-stage', log);
   const ctx: StageContext = { config, redis, keys: keys(config.ATLAS_PREFIX), log };
   const stage = await factory(ctx);
   const worker = new Worker(stage, redis, ctx.keys, config, log);

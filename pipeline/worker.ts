@@ -98,8 +98,7 @@ export class Worker {
       this.lease = new Lease(redis, keys.of('lease', stage.name), config.ATLAS_LEASE_MS, this.consumer);
     this.watch = new ProgressWatch(config.ATLAS_STALL_MS);
     // Not the door's 800 ms: a slow machine must not pass for an unreachable Redis.
-    this.side = connectFailFast(config.REDIS_URL, `atlas-watch-${stage.name}`, BEAT_MS * 3);
-    this.side.on('error', () => {}); // a failed beat is reported by notReady()
+    this.side = connectFailFast(config, `atlas-watch-${stage.name}`, this.log, BEAT_MS * 3);
     redis.on('reconnecting', () => {
       this.reconnected = true;
     });

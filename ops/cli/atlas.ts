@@ -1,7 +1,16 @@
 #!/usr/bin/env node
 /** The `atlas` command: run stages, inspect streams, work the dead-letter stream. */
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { loadConfig, settingsTable } from '../../pipeline/config.ts';
+import { aclSetUser, type Role, roles } from '../../pipeline/acl.ts';
+import {
+  type Config,
+  loadConfig,
+  parseConfig,
+  secretsOf,
+  settingsTable,
+  settingsValues,
+} from '../../pipeline/config.ts';
 import { listDeadLetters, purge, redrive, showDeadLetter } from '../../pipeline/dlq.ts';
 import {
   describeHealth,
@@ -13,6 +22,7 @@ import {
 import { keys } from '../../pipeline/keys.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
+import { redactText, redactUrl } from '../../pipeline/secrets.ts';
 import { jsonView, textView } from '../../stages/canonical/show.ts';
 import { canonicalStore, readCurrent } from '../../stages/canonical/store.ts';
 import { stageNames } from '../../stages/index.ts';
@@ -30,24 +40,31 @@ async function withRedis<T>(
   fn: (redis: ReturnType<typeof connectFailFast>, k: ReturnType<typeof keys>) => Promise<T>,
 ): Promise<T> {
   const config = loadConfig();
-  const redis = connectFailFast(config.REDIS_URL, 'atlas-cli');
-  redis.on('error', () => {});
+  // the CLI reports connection faults itself, once, in its error message
+  const redis = connectFailFast(config, 'atlas-cli', createLogger('silent'));
+  let refusal: Error | undefined;
   try {
-    if (!(await whenReady(redis, 3000, true))) throw new Error('ECONNREFUSED');
+    if (!(await whenReady(redis, 3000, true, (err) => (refusal = err))))
+      throw new Error(refusal?.message ?? 'ECONNREFUSED');
     return await fn(redis, keys(config.ATLAS_PREFIX));
   } catch (err) {
     if (
       err instanceof Error &&
-      /ECONNREFUSED|Stream isn't writeable|Connection is closed|timed out/.test(err.message)
+      (refusal || /ECONNREFUSED|Stream isn't writeable|Connection is closed|timed out/.test(err.message))
     ) {
-      throw new UsageError(
-        `cannot reach Redis at ${config.REDIS_URL} (start it with: ops/services up redis)`,
-      );
+      throw unreachable(config, err);
     }
     throw err;
   } finally {
     redis.disconnect();
   }
+}
+
+/** Says why Redis refused us (no listener, TLS trust, credentials) without quoting a secret. */
+function unreachable(config: Config, err: Error): UsageError {
+  const why = redactText(err.message, secretsOf(config));
+  const hint = /ECONNREFUSED/.test(why) ? ' (start it with: ops/services up redis)' : '';
+  return new UsageError(`cannot reach Redis at ${redactUrl(config.REDIS_URL)}: ${why}${hint}`);
 }
 
 program
@@ -232,15 +249,59 @@ program
   });
 
 program
+  .command('acl')
+  .description(
+    'print ACL SETUSER commands for the Redis users of this prefix (door, stage, admin); pipe them to redis-cli',
+  )
+  .option('--door <file>', 'file holding the password of the door user (the HTTP ingest)')
+  .option('--stage <file>', 'file holding the password of the stage user (stream workers)')
+  .option('--admin <file>', 'file holding the password of the admin user (this CLI)')
+  .action((opts: Partial<Record<Role, string>>) => {
+    const given = roles.filter((role) => opts[role] !== undefined);
+    if (given.length === 0)
+      throw new UsageError('name at least one of --door, --stage, --admin with a password file');
+    const prefix = loadConfig().ATLAS_PREFIX;
+    for (const role of given) {
+      // a file, not an argument: arguments are visible to every user of the machine (ps)
+      const password = readFileSync(opts[role]!, 'utf8').trim();
+      if (!password) throw new UsageError(`the password file of --${role} is empty`);
+      console.log(aclSetUser(prefix, role, password).join(' '));
+    }
+  });
+
+program
   .command('config')
   .description('every setting with its default and meaning (a Markdown table)')
-  .action(() => console.log(settingsTable()));
+  .option('--values', 'NAME=value as this process sees them (secrets masked)')
+  .action((opts: { values?: boolean }) =>
+    console.log(opts.values ? settingsValues(loadConfig()) : settingsTable()),
+  );
 
 program.parseAsync().catch((err: unknown) => {
+  // a driver's message may quote what it was given (a URL, a password): mask before printing
+  const secrets = secretsOf(parseConfigQuietly());
   if (err instanceof UsageError) {
-    process.stderr.write(`atlas: ${err.message}\n`);
+    process.stderr.write(`atlas: ${redactText(err.message, secrets)}\n`);
     process.exit(1);
   }
-  process.stderr.write(`atlas: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  const text =
+    err instanceof Error ? (isServerAnswer(err) ? err.message : (err.stack ?? err.message)) : String(err);
+  process.stderr.write(`atlas: ${redactText(text, secrets)}\n`);
   process.exit(1);
 });
+
+/**
+ * Redis's error replies (NOPERM, WRONGTYPE) and kafkajs's errors (authentication failed, broker
+ * unreachable) say what went wrong; their stacks add nothing for an operator.
+ */
+function isServerAnswer(err: Error): boolean {
+  return err.name === 'ReplyError' || err.name.startsWith('KafkaJS');
+}
+
+function parseConfigQuietly(): Config | undefined {
+  try {
+    return parseConfig(process.env);
+  } catch {
+    return undefined;
+  }
+}

@@ -6,8 +6,10 @@ import kafkajs from 'kafkajs';
 import type { Config } from '../../pipeline/config.ts';
 import { parseEntries } from '../../pipeline/entry.ts';
 import { keys } from '../../pipeline/keys.ts';
+import { createLogger } from '../../pipeline/log.ts';
 import { connectWorker } from '../../pipeline/redis.ts';
 import { textView } from '../../stages/canonical/show.ts';
+import { kafkaConnection } from '../../stages/emit/kafka-client.ts';
 import { ensureTopic } from '../../stages/emit/kafka-sink.ts';
 import { prepareKafkajs } from '../../stages/emit/kafkajs-node24.ts';
 import {
@@ -28,8 +30,9 @@ function kafkaClient(config: Config) {
   prepareKafkajs();
   return new kafkajs.Kafka({
     clientId: 'atlas-cli',
-    brokers: config.KAFKA_BROKER.split(','),
-    logLevel: kafkajs.logLevel.ERROR,
+    ...kafkaConnection(config),
+    // a failure ends the command with one message (atlas.ts), not a log line per retry
+    logLevel: kafkajs.logLevel.NOTHING,
   });
 }
 
@@ -100,7 +103,7 @@ async function tailKafka(config: Config, opts: TailOptions): Promise<void> {
 }
 
 async function tailRedis(config: Config, opts: TailOptions): Promise<void> {
-  const redis = connectWorker(config.REDIS_URL, 'atlas-tail');
+  const redis = connectWorker(config, 'atlas-tail', createLogger('silent'));
   const stream = keys(config.ATLAS_PREFIX).stream(`out:${config.KAFKA_TOPIC_CANONICAL}`);
   let from = opts.fromBeginning ? '0' : '$';
   let stopping = false;

@@ -10,7 +10,9 @@ import { type Generation, StateLostError } from '../../pipeline/generation.ts';
 import { streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { endToEndSeconds } from '../../pipeline/metrics.ts';
+import { redactUrl } from '../../pipeline/secrets.ts';
 import { type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
+import { kafkaConnection } from './kafka-client.ts';
 import { KafkaSink } from './kafka-sink.ts';
 import { RedisSink } from './redis-sink.ts';
 import { type Sink, sequencesOf, type Tail, unpublished } from './sink.ts';
@@ -101,10 +103,12 @@ export const createEmit: StageFactory = (ctx) => {
 export function openSink({ config, redis, keys, log }: StageContext): Sink {
   const topic = config.KAFKA_TOPIC_CANONICAL;
   const sink: Sink = config.KAFKA_BROKER
-    ? new KafkaSink({ brokers: config.KAFKA_BROKER.split(','), topic, log })
+    ? new KafkaSink({ connection: kafkaConnection(config), topic, log })
     : new RedisSink(redis, keys.stream(`out:${topic}`));
   log.info(
-    config.KAFKA_BROKER ? { broker: config.KAFKA_BROKER, topic } : { stream: keys.stream(`out:${topic}`) },
+    config.KAFKA_BROKER
+      ? { broker: redactUrl(config.KAFKA_BROKER), topic }
+      : { stream: keys.stream(`out:${topic}`) },
     config.KAFKA_BROKER
       ? 'emit: publishing to Kafka'
       : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',

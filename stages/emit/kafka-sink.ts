@@ -5,6 +5,7 @@
  */
 import kafkajs, { type Admin, type ITopicConfig, type Kafka, type LogEntry, type Producer } from 'kafkajs';
 import type { Logger } from '../../pipeline/log.ts';
+import type { KafkaConnection } from './kafka-client.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
 import { type PartitionRange, readLastSequences, readTails, SEQUENCE_HEADER } from './read-back.ts';
 import {
@@ -19,7 +20,8 @@ import {
 } from './sink.ts';
 
 export interface KafkaSinkOptions {
-  brokers: string[];
+  /** Brokers, TLS and SASL, from kafkaConnection(). */
+  connection: KafkaConnection;
   topic: string;
   log: Logger;
   clientId?: string;
@@ -61,7 +63,7 @@ export class KafkaSink implements Sink {
     this.retries = options.retries ?? 5;
     this.kafka = new kafkajs.Kafka({
       clientId: this.clientId,
-      brokers: options.brokers,
+      ...options.connection,
       // kafkajs's default schedule (300 ms doubling to 30 s; 15 retries under NODE_ENV=test) makes
       // a call against a dead broker fail only after ~25 s, so the emit circuit (3 failures) opened
       // after a 30 s outage instead of during it. Fail within a few seconds: the worker retries the

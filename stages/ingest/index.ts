@@ -3,6 +3,7 @@ import type { Config } from '../../pipeline/config.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
 import type { Component } from '../../pipeline/runtime.ts';
+import { redactUrl } from '../../pipeline/secrets.ts';
 import { buildServer } from './server.ts';
 
 export function ingestComponent(
@@ -10,14 +11,14 @@ export function ingestComponent(
   log: Logger,
   notReady?: () => Promise<string | null>,
 ): Component {
-  const redis = connectFailFast(config.REDIS_URL, 'atlas-ingest');
-  redis.on('error', () => {}); // reported per request as 503 and by /ready
+  // connection errors are logged (rate-limited) by connectFailFast; requests answer 503
+  const redis = connectFailFast(config, 'atlas-ingest', log);
   const app = buildServer({ config, redis, log, ...(notReady ? { notReady } : {}) });
   return {
     name: 'ingest',
     start: async () => {
       if (!(await whenReady(redis, 5000)))
-        log.warn({ url: config.REDIS_URL }, 'Redis not reachable yet; answering 503 until it is');
+        log.warn({ url: redactUrl(config.REDIS_URL) }, 'Redis not reachable yet; answering 503 until it is');
       const address = await app.listen({ port: config.ATLAS_HTTP_PORT, host: config.ATLAS_HTTP_HOST });
       log.info({ address }, 'ingest listening');
     },

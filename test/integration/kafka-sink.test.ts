@@ -8,9 +8,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTopic, KafkaSink } from '../../stages/emit/kafka-sink.ts';
 import { readLastSequences } from '../../stages/emit/read-back.ts';
-import type { OutMessage } from '../../stages/emit/sink.ts';
 import { decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
-import { encodeCanonicalGraphUpdated } from '../../stages/serialize/encode.ts';
+import { message, root } from '../support/out-messages.ts';
 
 const brokers = (process.env.KAFKA_BROKER ?? '127.0.0.1:9092').split(',');
 const run = randomUUID().slice(0, 8);
@@ -24,26 +23,14 @@ const kafka = new kafkajs.Kafka({
 });
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
 
-const root = (n: number): string => n.toString(16).padStart(32, '0');
-
-function message(rootId: string, seq: number, traceparent?: string): OutMessage {
-  const value = encodeCanonicalGraphUpdated(
-    {
-      root_id: rootId,
-      hash: '',
-      expanded_nodes: 1,
-      canonical_space_ids: [rootId],
-      nodes: [[rootId, 'root', '', []]],
-      meta: { block_number: String(seq), block_timestamp: '1732300000', tx_hash: '', cursor: `c:${seq}` },
-    },
-    seq,
-  );
-  return { rootId, sequenceNumber: BigInt(seq), value, traceparent };
-}
-
 const sinks: KafkaSink[] = [];
 async function startedSink(options: { topic?: string } = {}): Promise<KafkaSink> {
-  const sink = new KafkaSink({ brokers, topic: options.topic ?? topic, log, clientId: `atlas-test-${run}` });
+  const sink = new KafkaSink({
+    connection: { brokers },
+    topic: options.topic ?? topic,
+    log,
+    clientId: `atlas-test-${run}`,
+  });
   sinks.push(sink);
   await sink.start();
   return sink;

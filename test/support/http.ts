@@ -15,8 +15,7 @@ export interface Door {
 
 /** Starts the door like ingestComponent does (fail-fast Redis client), on an ephemeral port. */
 export async function startDoor(config: Config, opts: { waitForRedis?: boolean } = {}): Promise<Door> {
-  const redis = connectFailFast(config.REDIS_URL, 'atlas-ingest-test');
-  redis.on('error', () => {});
+  const redis = connectFailFast(config, 'atlas-ingest-test', testLog);
   if (opts.waitForRedis !== false) await whenReady(redis, 5000);
   const app = buildServer({ config, redis, log: testLog });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });

@@ -108,32 +108,25 @@ export interface ScratchRedis {
   /** SIGSTOP: the server hangs (connections stay open, nothing answers). */
   pause(): void;
   resume(): void;
-  /** kill -9 and start again on the same port without persistence: every key is gone. */
-  restartEmpty(): Promise<void>;
   stop(): Promise<void>;
+  /** A new, empty server on the same port (clients reconnect to it). */
+  restart(): Promise<void>;
 }
 
-/** A throwaway redis-server on a spare port (no persistence), for tests that take Redis away. */
+/** A throwaway redis-server on a spare port, for tests that take Redis away. */
 export async function startScratchRedis(): Promise<ScratchRedis> {
   const port = await freePort();
   let server = await spawnRedis(port);
-  const stop = async () => {
-    const { proc, exited } = server;
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGCONT');
-    proc.kill('SIGKILL');
-    await exited;
-  };
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: server.url,
     port,
     pause: () => server.proc.kill('SIGSTOP'),
     resume: () => server.proc.kill('SIGCONT'),
-    restartEmpty: async () => {
-      await stop();
+    stop: () => server.stop(),
+    restart: async () => {
+      await server.stop();
       server = await spawnRedis(port);
     },
-    stop,
   };
 }
 
@@ -145,12 +138,9 @@ async function spawnRedis(port: number) {
     { stdio: 'ignore' },
   );
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const probe = new Redis(`redis://127.0.0.1:${port}`, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  probe.on('error', () => {});
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {}); // refused until the server listens: connect() below says so
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
@@ -159,10 +149,18 @@ async function spawnRedis(port: number) {
       break;
     } catch (err) {
       if (Date.now() > deadline) throw err;
-      probe.disconnect();
       await new Promise((r) => setTimeout(r, 50));
     }
   }
   probe.disconnect();
-  return { proc, exited };
+  return {
+    url,
+    proc,
+    stop: async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGCONT');
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
 }

@@ -1,0 +1,88 @@
+/**
+ * Redis ACL users for the three roles of a pipeline (one key prefix): the HTTP door, the stage
+ * workers, and the operator's CLI. `atlas acl` prints them as ACL SETUSER commands.
+ *
+ * Redis checks every command a Lua script runs, and every key it touches, against the calling
+ * user, so each role is granted the commands its scripts run as well as EVALSHA/EVAL (ioredis
+ * sends EVALSHA and falls back to EVAL; SCRIPT LOAD for tools that preload).
+ */
+import { createHash } from 'node:crypto';
+import { type Keys, keys as keysFor, streams } from './keys.ts';
+
+export const roles = ['door', 'stage', 'admin'] as const;
+export type Role = (typeof roles)[number];
+
+/** What every client sends on connect (name, ready check) and for health checks. */
+const CONNECTION = ['+ping', '+info', '+client|setname'];
+const SCRIPTS = ['+evalsha', '+eval', '+script|load'];
+
+/** Reads and writes of data within the prefix; -@dangerous drops FLUSHALL, KEYS, DEBUG and the like. */
+const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+@keyspace', '+@transaction'];
+
+/**
+ * door: append-idempotent.lua (GET/SET dedup keys, INCR seq, XADD ingest, SET blobs, HINCRBY
+ * blob refs) and the backlog watch (XINFO GROUPS, XLEN) — written only on those keys, so it can
+ * touch neither the DLQ nor another stage's stream, nor any consumer group.
+ */
+function doorRules(k: Keys): string[] {
+  const writable = [k.stream(streams.ingest), k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
+  return [
+    ...writable.map((key) => `%RW~${key}`),
+    ...CONNECTION,
+    ...SCRIPTS,
+    '+get',
+    '+set',
+    '+incr',
+    '+hincrby',
+    '+xadd',
+    '+xlen',
+    '+xinfo|groups',
+  ];
+}
+
+/** stage: every key of the prefix (streams, groups, checkpoints, leases, blobs, DLQ appends). */
+function stageRules(k: Keys): string[] {
+  return [
+    `~${k.of('*')}`,
+    ...DATA,
+    '-@dangerous',
+    // destroying a group or moving its position is what replay and clean-up do: the operator's
+    '-xgroup|destroy',
+    '-xgroup|setid',
+    ...CONNECTION,
+    ...SCRIPTS,
+  ];
+}
+
+/** admin: all data commands on the prefix, group positions (replay) and DLQ purges included. */
+function adminRules(k: Keys): string[] {
+  return [`~${k.of('*')}`, ...DATA, '+@list', '+@sortedset', '-@dangerous', ...CONNECTION, ...SCRIPTS];
+}
+
+const rulesOf: Record<Role, (k: Keys) => string[]> = {
+  door: doorRules,
+  stage: stageRules,
+  admin: adminRules,
+};
+
+export function aclUserName(prefix: string, role: Role): string {
+  return `${prefix}-${role}`;
+}
+
+/**
+ * `ACL SETUSER` for one role. `reset` first, so running it again replaces the user as a whole;
+ * the password is given as its SHA-256 (`#…`), so the output may be stored and shown.
+ */
+export function aclSetUser(prefix: string, role: Role, password: string): string[] {
+  const hash = createHash('sha256').update(password).digest('hex');
+  return [
+    'ACL',
+    'SETUSER',
+    aclUserName(prefix, role),
+    'reset',
+    'on',
+    `#${hash}`,
+    'resetchannels',
+    ...rulesOf[role](keysFor(prefix)),
+  ];
+}
