@@ -59,4 +59,4 @@ it("the door's /ready and atlas streams see every stage's process", async () => 
   const text = await runAtlas(['streams'], p.env);
   expect(text.stdout).toMatch(/NOT READY/);
   expect(text.stdout).toMatch(/! emit \(.*\): sink unreachable/);
-});
+}, 180_000);

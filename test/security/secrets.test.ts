@@ -121,7 +121,7 @@ describe('a Redis restart under a running stage', () => {
 
   it('is logged as rate-limited JSON warnings; nothing on stderr', async () => {
     scratch = await startScratchRedis();
-    // a singleton: its lease has a connection of its own, which must log the same way
+    // a singleton: its lease and its watchdog have connections of their own, which must log the same way
     const stage = spawnStage('singleton', {
       ATLAS_PREFIX: uniquePrefix('sec-restart'),
       REDIS_URL: scratch.url,
@@ -137,7 +137,7 @@ describe('a Redis restart under a running stage', () => {
         .logsMatching('redis: connection error')
         .map((l) => l.connection)
         .sort(),
-    ).toEqual(['atlas-lease', 'atlas-stage']);
+    ).toEqual(['atlas-lease', 'atlas-stage', 'atlas-watch-singleton']);
     expect(back.suppressed).toBeGreaterThan(0);
     expect((await stage.term()).code).toBe(0);
     expect(stage.stderr).toBe('');
