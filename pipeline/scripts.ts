@@ -21,6 +21,7 @@ const scripts = {
   'trim-acknowledged': 2,
   'dlq-redrive': 3,
   'dlq-drop': 2,
+  'dlq-trim': 2,
   'forget-consumer': 1,
   'lease-acquire': 2,
   'lease-renew': 1,

@@ -1,6 +1,8 @@
 /**
  * The HTTP door (fastify): POST /events, POST /events/batch, GET /health, /ready, /metrics.
  * Every answer is JSON with the request id; Redis trouble is a 503 within a second.
+ * Hostile input costs the attacker, not Redis: bearer tokens with rate limits, timeouts and
+ * a connection cap, a nesting limit checked before parsing, and 429 near Redis maxmemory.
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, {
@@ -18,8 +20,22 @@ import { keys as keysFor, streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
+import { type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { type Accepted, accept, traceparentFor } from './accept.ts';
+import { RateLimiter, tokenFor } from './auth.ts';
 import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
+import {
+  BackpressureError,
+  type Extras,
+  invalidEnvelope,
+  RateLimitedError,
+  RedisFullError,
+  retryLater,
+  TooDeepError,
+  unauthorized,
+  wireName,
+} from './errors.ts';
+import { nestsDeeperThan } from './json-depth.ts';
 import { ingestMetrics } from './metrics.ts';
 
 export interface IngestOptions {
@@ -31,6 +47,15 @@ export interface IngestOptions {
 }
 
 const BACKLOG_REFRESH_MS = 250;
+/** Routes anyone may call, also with authentication on (liveness says nothing about data). */
+const OPEN = { config: { open: true } };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** No bearer token needed. */
+    open?: boolean;
+  }
+}
 
 export function buildServer({ config, redis, log, notReady }: IngestOptions): FastifyInstance {
   const keys = keysFor(config.ATLAS_PREFIX);
@@ -41,9 +66,32 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     return503OnClosing: true,
+    // Slow clients (headers or a body trickled byte by byte, idle sockets) are cut off, so
+    // they cannot hold the door's connections and descriptors.
+    connectionTimeout: config.ATLAS_HTTP_CONNECTION_TIMEOUT_MS,
+    requestTimeout: config.ATLAS_HTTP_REQUEST_TIMEOUT_MS,
+    http: {
+      headersTimeout: config.ATLAS_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: config.ATLAS_HTTP_REQUEST_TIMEOUT_MS,
+      // node checks both timeouts only this often (30 s by default)
+      connectionsCheckingInterval: Math.min(1000, config.ATLAS_HTTP_HEADERS_TIMEOUT_MS / 2),
+    },
   });
+  app.server.maxConnections = config.ATLAS_HTTP_MAX_CONNECTIONS;
   const backlogWatch = watchBacklog(redis, keys.stream(streams.ingest), config.ATLAS_HIGH_WATER);
-  app.addHook('onClose', async () => backlogWatch.stop());
+  const memoryWatch = watchMemory(
+    redis,
+    config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT,
+    config.ATLAS_REDIS_MEMORY_REFRESH_MS,
+    app.log as Logger,
+  );
+  app.addHook('onClose', async () => {
+    backlogWatch.stop();
+    memoryWatch.stop();
+  });
+  // Before the body is read: a refused request costs its sender, not us.
+  const guard = guardFor(config, memoryWatch);
+  app.addHook('onRequest', (req, _reply, done) => done(guard(req)));
   // A callback hook, not an async one: no promise and microtask per request.
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
@@ -51,11 +99,13 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   });
   // Only JSON is accepted at the door: anything else is a 415.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(
-    'application/json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const maxDepth = config.ATLAS_MAX_JSON_DEPTH;
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = String(body); // parseAs 'string' hands over a string
+    if (nestsDeeperThan(text, maxDepth)) done(new TooDeepError(maxDepth), undefined);
+    else parseJson(req, text, done);
+  });
   app.setErrorHandler((err: FastifyError, req, reply) => replyError(err, req, reply));
   app.setNotFoundHandler((req, reply) =>
     reply
@@ -68,19 +118,8 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     dedupWindowS: config.ATLAS_DEDUP_WINDOW_S,
     claimCheckBytes: config.ATLAS_CLAIM_CHECK_BYTES,
   };
-  const acceptAll = async (
-    req: FastifyRequest,
-    reply: FastifyReply,
-    envelopes: Envelope[],
-  ): Promise<Accepted[] | undefined> => {
-    if (backlogWatch.over()) {
-      ingestMetrics.rejected.inc({ reason: 'backpressure' });
-      void reply
-        .code(429)
-        .header('retry-after', '1')
-        .send({ error: 'backpressure', message: 'the pipeline is behind; retry later', request_id: req.id });
-      return undefined;
-    }
+  const acceptAll = async (req: FastifyRequest, envelopes: Envelope[]): Promise<Accepted[]> => {
+    if (backlogWatch.over()) throw retryLater(new BackpressureError(), 1);
     const traceparent = traceparentFor(req.headers.traceparent as string | undefined);
     const results = await accept(redis, opts, envelopes, { traceparent, requestId: req.id });
     for (const r of results) ingestMetrics.events.inc({ outcome: r.duplicate ? 'duplicate' : 'accepted' });
@@ -89,20 +128,18 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
 
   app.post('/events', async (req, reply) => {
     const checked = checkEnvelope(req.body);
-    if ('errors' in checked) return badRequest(req, reply, checked.errors);
-    const results = await acceptAll(req, reply, [checked.envelope]);
-    if (!results) return reply;
-    const r = results[0]!;
+    if ('errors' in checked) throw invalidEnvelope(checked.errors);
+    const [r] = (await acceptAll(req, [checked.envelope])) as [Accepted];
     return reply.code(r.duplicate ? 200 : 202).send({ ...r, request_id: req.id });
   });
 
   app.post('/events/batch', async (req, reply) => {
     const body = req.body;
     if (!Array.isArray(body))
-      return badRequest(req, reply, [{ field: '(body)', message: 'expected a JSON array of envelopes' }]);
+      throw invalidEnvelope([{ field: '(body)', message: 'expected a JSON array of envelopes' }]);
     if (body.length === 0 || body.length > config.ATLAS_MAX_BATCH_EVENTS) {
       const message = `a batch holds 1 to ${config.ATLAS_MAX_BATCH_EVENTS} envelopes, got ${body.length}`;
-      return badRequest(req, reply, [{ field: '(body)', message }]);
+      throw invalidEnvelope([{ field: '(body)', message }]);
     }
     const envelopes: Envelope[] = [];
     const errors: FieldError[] = [];
@@ -111,16 +148,15 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
       if ('errors' in checked) errors.push(...checked.errors);
       else envelopes.push(checked.envelope);
     });
-    if (errors.length > 0) return badRequest(req, reply, errors);
-    const results = await acceptAll(req, reply, envelopes);
-    if (!results) return reply;
+    if (errors.length > 0) throw invalidEnvelope(errors);
+    const results = await acceptAll(req, envelopes);
     return reply.code(results.every((r) => r.duplicate) ? 200 : 202).send({ results, request_id: req.id });
   });
 
-  app.get('/health', async (req) => ({ status: 'ok', request_id: req.id }));
+  app.get('/health', OPEN, async (req) => ({ status: 'ok', request_id: req.id }));
 
   app.get('/ready', async (req, reply) => {
-    const why = await readiness(redis, backlogWatch, notReady);
+    const why = await readiness(redis, backlogWatch, memoryWatch, notReady);
     return reply
       .code(why ? 503 : 200)
       .send({ status: why ? 'not_ready' : 'ready', ...(why ? { reason: why } : {}), request_id: req.id });
@@ -130,9 +166,31 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   return app;
 }
 
+/**
+ * The checks of every request before its body is read: a bearer token (when tokens are
+ * configured) within its rate, and for writes, room in Redis. Returns the refusal, if any.
+ */
+function guardFor(config: Config, memory: MemoryWatch): (req: FastifyRequest) => Error | undefined {
+  const tokens = config.ATLAS_AUTH_TOKENS;
+  const limiter = new RateLimiter();
+  return (req) => {
+    if (req.routeOptions.config.open === true) return undefined;
+    if (tokens.length > 0) {
+      const token = tokenFor(tokens, req.headers.authorization);
+      if (!token) return unauthorized(req.headers.authorization);
+      const wait = limiter.take(token);
+      if (wait > 0) return retryLater(new RateLimitedError(token.name, token.ratePerSecond), wait);
+    }
+    const percent = req.method === 'POST' ? memory.over() : null;
+    if (percent !== null) return retryLater(new RedisFullError(config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT), 1);
+    return undefined;
+  };
+}
+
 async function readiness(
   redis: Redis,
-  watch: BacklogWatch,
+  backlog: BacklogWatch,
+  memory: MemoryWatch,
   notReady?: () => Promise<string | null>,
 ): Promise<string | null> {
   try {
@@ -140,21 +198,13 @@ async function readiness(
   } catch {
     return 'redis unreachable';
   }
-  if (watch.over()) return 'backlog over the high-water mark';
+  if (backlog.over()) return 'backlog over the high-water mark';
+  const percent = memory.over();
+  if (percent !== null) return `Redis memory at ${percent}% of maxmemory`;
   return (await notReady?.()) ?? null;
 }
 
-function badRequest(req: FastifyRequest, reply: FastifyReply, errors: FieldError[]): FastifyReply {
-  ingestMetrics.rejected.inc({ reason: 'invalid_envelope' });
-  return reply.code(400).send({
-    error: 'invalid_envelope',
-    message: 'the request has invalid fields',
-    errors,
-    request_id: req.id,
-  });
-}
-
-function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+function replyError(err: FastifyError & Extras, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (isTransientRedisError(err)) {
     ingestMetrics.rejected.inc({ reason: 'redis_unavailable' });
     // A timed-out script may still have run: only a refused connection proves nothing went in.
@@ -167,20 +217,17 @@ function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply)
       .send({ error: 'unavailable', message, request_id: req.id });
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-  const code =
-    status === 413
-      ? 'body_too_large'
-      : status === 415
-        ? 'unsupported_media_type'
-        : status === 400
-          ? 'malformed_json'
-          : 'error';
+  const code = wireName(err.code, status);
   ingestMetrics.rejected.inc({ reason: code });
   if (status === 500) req.log.error({ err }, 'request failed');
   const message = status === 500 ? 'internal error' : err.message;
-  // Faults of the body as a whole (malformed JSON, too large) are reported like field errors.
-  const errors = status === 400 || status === 413 ? { errors: [{ field: '(body)', message }] } : {};
-  return reply.code(status).send({ error: code, message, ...errors, request_id: req.id });
+  // Faults of the body as a whole (malformed JSON, too deep, too large) are reported like field errors.
+  const fieldErrors: FieldError[] | undefined =
+    err.errors ?? (status === 400 || status === 413 ? [{ field: '(body)', message }] : undefined);
+  if (err.headers) void reply.headers(err.headers);
+  return reply
+    .code(status)
+    .send({ error: code, message, ...(fieldErrors ? { errors: fieldErrors } : {}), request_id: req.id });
 }
 
 interface BacklogWatch {
