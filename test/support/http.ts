@@ -71,8 +71,11 @@ export function postJson<T = Json>(
 }
 
 /** A logger that keeps every line it writes, for tests about what the door logs. */
-export function capturingLog(): { log: Logger; lines: Array<{ level: number; msg: string }> } {
-  const lines: Array<{ level: number; msg: string }> = [];
+export function capturingLog(): {
+  log: Logger;
+  lines: Array<{ level: number; msg: string; [field: string]: unknown }>;
+} {
+  const lines: Array<{ level: number; msg: string; [field: string]: unknown }> = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   return { log, lines };
 }
