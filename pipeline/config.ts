@@ -77,7 +77,7 @@ export const settings = {
   ],
   ATLAS_AUTH_TOKENS: [
     tokens,
-    'Bearer tokens the door accepts: comma-separated `name:sha256hex[:requestsPerSecond]` (`atlas token new`); empty = no authentication',
+    'Bearer tokens of the door: comma-separated `name:sha256hex[:perSecond]` (`atlas token new`); empty = none',
   ],
   ATLAS_HTTP_CONNECTION_TIMEOUT_MS: [
     int(10000, 100),
