@@ -32,6 +32,11 @@ export function memoryRisk(m: RedisMemory): string | null {
   return null;
 }
 
+/** Redis refused a write at maxmemory (policy noeviction); nothing of the command ran. */
+export function isOutOfMemory(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('OOM ');
+}
+
 export interface MemoryWatch {
   /** Percent of maxmemory in use when over the limit, else null. */
   over(): number | null;

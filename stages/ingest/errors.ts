@@ -24,9 +24,9 @@ export const RateLimitedError = createError<'ATLAS_RATE_LIMITED', 429, [string, 
   'token %s is over its rate of %d requests per second; retry later',
   429,
 );
-export const RedisFullError = createError<'ATLAS_REDIS_MEMORY', 429, [number]>(
+export const RedisFullError = createError<'ATLAS_REDIS_MEMORY', 429, [string]>(
   'ATLAS_REDIS_MEMORY',
-  'Redis is over %d% of its memory limit; retry later',
+  'Redis is %s; retry later',
   429,
 );
 export const BackpressureError = createError<'ATLAS_BACKPRESSURE', 429, []>(

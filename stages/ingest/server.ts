@@ -20,7 +20,7 @@ import { keys as keysFor, streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
-import { type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
+import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { type Accepted, accept, traceparentFor } from './accept.ts';
 import { RateLimiter, tokenFor } from './auth.ts';
 import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
@@ -182,7 +182,8 @@ function guardFor(config: Config, memory: MemoryWatch): (req: FastifyRequest) =>
       if (wait > 0) return retryLater(new RateLimitedError(token.name, token.ratePerSecond), wait);
     }
     const percent = req.method === 'POST' ? memory.over() : null;
-    if (percent !== null) return retryLater(new RedisFullError(config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT), 1);
+    const limit = `over ${config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT}% of its memory limit`;
+    if (percent !== null) return retryLater(new RedisFullError(limit), 1);
     return undefined;
   };
 }
@@ -205,6 +206,8 @@ async function readiness(
 }
 
 function replyError(err: FastifyError & Extras, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // Redis refused the write for want of memory (between two memory readings): nothing went in.
+  if (isOutOfMemory(err)) return replyError(retryLater(new RedisFullError('out of memory'), 1), req, reply);
   if (isTransientRedisError(err)) {
     ingestMetrics.rejected.inc({ reason: 'redis_unavailable' });
     // A timed-out script may still have run: only a refused connection proves nothing went in.

@@ -89,3 +89,33 @@ describe('the warning about an unsafe Redis', () => {
     });
   }
 });
+
+describe('a Redis that refuses a write for want of memory', () => {
+  it('is a 429 like the memory guard, not a 500, and nothing is logged as an error', async () => {
+    const scratch = await startScratchRedis();
+    const captured = capturingLog();
+    // The door reads memory once at start and not again, so only Redis itself refuses.
+    const door = await startDoor(
+      testConfig('memory-oom', { REDIS_URL: scratch.url, ATLAS_REDIS_MEMORY_REFRESH_MS: 600_000 }),
+      { log: captured.log },
+    );
+    const admin = connect(scratch.url);
+    try {
+      expect((await postJson(`${door.url}/events`, spaceCreated(1))).status).toBe(202);
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      await admin.config('SET', 'maxmemory', '1');
+      const refused = await postJson(`${door.url}/events`, spaceCreated(2));
+      expect(refused.status).toBe(429);
+      expect(refused.body).toMatchObject({
+        error: 'redis_memory',
+        message: expect.stringContaining('out of memory'),
+      });
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(captured.lines.filter((l) => l.level >= 50)).toEqual([]);
+    } finally {
+      admin.disconnect();
+      await door.close();
+      await scratch.stop();
+    }
+  });
+});
