@@ -69,7 +69,7 @@ describe('the door and slow clients', () => {
     const client = slowClient(door.url, 'headers');
     const { ms, received } = await client.closed;
     expect(ms).toBeGreaterThanOrEqual(450);
-    expect(ms).toBeLessThan(2000);
+    expect(ms).toBeLessThan(4000); // node's default: 60 s
     expect(received).toMatch(/^HTTP\/1\.1 408 /);
   });
 
@@ -77,13 +77,13 @@ describe('the door and slow clients', () => {
     const client = slowClient(door.url, 'body');
     const { ms, received } = await client.closed;
     expect(ms).toBeGreaterThanOrEqual(950);
-    expect(ms).toBeLessThan(2500);
+    expect(ms).toBeLessThan(5000); // node's default: 300 s
     expect(received).toMatch(/^HTTP\/1\.1 408 /);
   });
 
   it('closes a connection that sends nothing', async () => {
     const { ms } = await slowClient(door.url, 'silent').closed;
-    expect(ms).toBeLessThan(2000);
+    expect(ms).toBeLessThan(4000);
   });
 
   it('answers /health quickly with 300 slow clients connected, and cuts them all', async () => {
@@ -95,10 +95,10 @@ describe('the door and slow clients', () => {
       for (let i = 0; i < 3; i++) {
         const health = await request(`${door.url}/health`);
         expect(health.status).toBe(200);
-        expect(health.ms).toBeLessThan(500);
+        expect(health.ms).toBeLessThan(2000); // generous: the suite shares a loaded machine
       }
       const closed = await Promise.all(clients.map((c) => c.closed));
-      expect(Math.max(...closed.map((c) => c.ms))).toBeLessThan(3000);
+      expect(Math.max(...closed.map((c) => c.ms))).toBeLessThan(6000); // node's own limit is 60 s
       expect((await request(`${door.url}/health`)).status).toBe(200);
     } finally {
       for (const c of clients) c.stop();
@@ -109,13 +109,13 @@ describe('the door and slow clients', () => {
 describe('the connection cap', () => {
   it('closes connections over ATLAS_HTTP_MAX_CONNECTIONS at once, and serves again when they go', async () => {
     const door = await startDoor(
-      testConfig(fx.prefix, { ATLAS_HTTP_MAX_CONNECTIONS: 20, ATLAS_HTTP_CONNECTION_TIMEOUT_MS: 1000 }),
+      testConfig(fx.prefix, { ATLAS_HTTP_MAX_CONNECTIONS: 20, ATLAS_HTTP_CONNECTION_TIMEOUT_MS: 4000 }),
     );
     const holders = Array.from({ length: 20 }, () => slowClient(door.url, 'silent'));
     try {
       await new Promise((r) => setTimeout(r, 200));
       const extra = await slowClient(door.url, 'silent').closed;
-      expect(extra.ms).toBeLessThan(300);
+      expect(extra.ms).toBeLessThan(2000); // the held ones would last 4 s
       for (const h of holders) h.stop();
       await Promise.all(holders.map((h) => h.closed));
       expect((await request(`${door.url}/health`)).status).toBe(200);
