@@ -173,6 +173,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
 function guardFor(config: Config, memory: MemoryWatch): (req: FastifyRequest) => Error | undefined {
   const tokens = config.ATLAS_AUTH_TOKENS;
   const limiter = new RateLimiter();
+  const full = `over ${config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT}% of its memory limit`;
   return (req) => {
     if (req.routeOptions.config.open === true) return undefined;
     if (tokens.length > 0) {
@@ -181,9 +182,7 @@ function guardFor(config: Config, memory: MemoryWatch): (req: FastifyRequest) =>
       const wait = limiter.take(token);
       if (wait > 0) return retryLater(new RateLimitedError(token.name, token.ratePerSecond), wait);
     }
-    const percent = req.method === 'POST' ? memory.over() : null;
-    const limit = `over ${config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT}% of its memory limit`;
-    if (percent !== null) return retryLater(new RedisFullError(limit), 1);
+    if (req.method === 'POST' && memory.over() !== null) return retryLater(new RedisFullError(full), 1);
     return undefined;
   };
 }
