@@ -32,8 +32,9 @@ interface Shot {
   body: string | Uint8Array;
 }
 
-/** Raw JSON text standing for a deeply nested value; spliced in after JSON.stringify. */
-const DEEP = '"\u0000deep\u0000"';
+/** A value that, once stringified, is replaced by the text of a deeply nested one. */
+const DEEP = '@@deep@@';
+const DEEP_JSON = JSON.stringify(DEEP);
 const nestedText = (depth: number, open: string, close: string) =>
   `${open.repeat(depth)}${close.repeat(depth)}`;
 
@@ -99,7 +100,7 @@ const envelopeText = fc
     return {
       broken: mutations.length,
       text: JSON.stringify(envelope).replaceAll(
-        DEEP,
+        DEEP_JSON,
         arrays ? nestedText(d, '[', ']') : nestedText(d, '{"a":', '}'),
       ),
     };
@@ -143,6 +144,19 @@ const bodies = fc.oneof(
     path,
     body: arrays ? nestedText(d, '[', ']') : nestedText(d, '{"a":', '}'),
   })),
+  // Deep nesting inside an otherwise valid envelope's payload: the body a parser walks furthest.
+  fc.tuple(fc.uuid(), depth, fc.boolean()).map(([id, d, arrays]) => {
+    const envelope = spaceCreated(1, { event_id: id });
+    envelope.payload.deep = DEEP;
+    return {
+      kind: 'deep payload',
+      path: '/events',
+      body: JSON.stringify(envelope).replace(
+        DEEP_JSON,
+        arrays ? nestedText(d, '[', ']') : nestedText(d, '{"a":', '}'),
+      ),
+    };
+  }),
   fc
     .jsonValue({ maxDepth: 4 })
     .map((v) => ({ kind: 'random JSON', path: '/events', body: JSON.stringify(v) ?? 'null' })),
