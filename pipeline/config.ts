@@ -22,6 +22,46 @@ const roots = z
     return [...new Set(normal as string[])];
   });
 
+export interface AuthToken {
+  name: string;
+  /** sha256 of the token: the setting never holds a usable secret. */
+  sha256: Buffer;
+  /** Requests per second allowed with this token (0 = unlimited). */
+  ratePerSecond: number;
+}
+
+const TOKEN_ENTRY = /^([A-Za-z0-9_.-]{1,64}):([0-9a-f]{64})(?::(\d{1,9}))?$/;
+const tokens = z
+  .string()
+  .default('')
+  .transform((list, ctx): AuthToken[] => {
+    const entries = list
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t.length > 0);
+    const parsed = entries.map((t) => TOKEN_ENTRY.exec(t));
+    // Name the position, never the entry: a mistake could be a pasted token.
+    const bad = parsed.flatMap((m, i) => (m ? [] : [i + 1]));
+    if (bad.length > 0)
+      ctx.addIssue({
+        code: 'custom',
+        message: `entries ${bad.join(', ')} are not name:sha256hex[:requestsPerSecond]`,
+      });
+    const out = parsed.flatMap((m) =>
+      m ? [{ name: m[1]!, sha256: Buffer.from(m[2]!, 'hex'), ratePerSecond: Number(m[3] ?? 0) }] : [],
+    );
+    const names = out.map((t) => t.name);
+    const twice = names.filter((n, i) => names.indexOf(n) !== i);
+    if (twice.length > 0)
+      ctx.addIssue({ code: 'custom', message: `token names used twice: ${twice.join(', ')}` });
+    return out;
+  });
+
+/** 127.0.0.0/8, ::1 and localhost: the only binds that are safe without authentication. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 const flag = z.stringbool().default(false);
 /** A missing CA file is a setting error at start, not a connection failure later. */
 const pemFile = z
@@ -55,8 +95,39 @@ export const settings = {
   ],
   ATLAS_HTTP_PORT: [int(8080), 'Port of the ingest HTTP door (and /metrics)'],
   ATLAS_HTTP_HOST: [
-    z.string().min(1).default('0.0.0.0'),
-    'Address the HTTP door binds (127.0.0.1 keeps it local)',
+    z.string().min(1).default('127.0.0.1'),
+    'Address the HTTP door binds; any but a loopback address needs ATLAS_AUTH_TOKENS',
+  ],
+  ATLAS_AUTH_TOKENS: [
+    tokens,
+    'Bearer tokens of the door: comma-separated `name:sha256hex[:perSecond]` (`atlas token new`); empty = none',
+  ],
+  ATLAS_HTTP_CONNECTION_TIMEOUT_MS: [
+    int(10000, 100),
+    'A door connection idle (nothing received or sent) this long is closed',
+  ],
+  ATLAS_HTTP_HEADERS_TIMEOUT_MS: [int(5000, 100), 'Time a client has to send all request headers'],
+  ATLAS_HTTP_REQUEST_TIMEOUT_MS: [
+    int(30000, 100),
+    'Time a client has to send a whole request, body included (408 / closed above)',
+  ],
+  ATLAS_HTTP_MAX_CONNECTIONS: [
+    int(1000, 1),
+    'Open connections the door holds at most; further ones are closed at once',
+  ],
+  ATLAS_MAX_JSON_DEPTH: [int(64, 2), 'Deepest nesting of arrays and objects in a request body (400 above)'],
+  ATLAS_REDIS_MEMORY_LIMIT_PERCENT: [
+    z.coerce.number().int().min(1).max(100).default(80),
+    'Share of Redis maxmemory (INFO memory) above which the door answers 429',
+  ],
+  ATLAS_REDIS_MEMORY_REFRESH_MS: [int(1000, 50), 'How often the door reads Redis memory use'],
+  ATLAS_DLQ_MAX_ENTRIES: [
+    int(100000, 0),
+    'Dead letters kept at most; older ones are deleted, counted and logged (0 = no bound)',
+  ],
+  ATLAS_DLQ_MAX_AGE_S: [
+    int(30 * 24 * 3600, 0),
+    'Dead letters older than this are deleted, counted and logged (0 = no bound)',
   ],
   ATLAS_METRICS_PORT: [
     int(9464),
@@ -141,6 +212,22 @@ const schema = z
   .refine((c) => !c.KAFKA_SASL_MECHANISM || (c.KAFKA_SASL_USERNAME && c.KAFKA_SASL_PASSWORD), {
     path: ['KAFKA_SASL_MECHANISM'],
     message: 'needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD',
+  })
+  // Security by default: a door reachable from other machines must not be open to anyone.
+  .refine((c) => isLoopback(c.ATLAS_HTTP_HOST) || c.ATLAS_AUTH_TOKENS.length > 0, {
+    path: ['ATLAS_HTTP_HOST'],
+    message:
+      'is not a loopback address and ATLAS_AUTH_TOKENS is empty: make a token with `atlas token new <name>`',
+  })
+  .refine((c) => isLoopback(c.ATLAS_METRICS_HOST) || c.ATLAS_AUTH_TOKENS.length > 0, {
+    path: ['ATLAS_METRICS_HOST'],
+    message:
+      'is not a loopback address and ATLAS_AUTH_TOKENS is empty: make a token with `atlas token new <name>`',
+  })
+  // node refuses a headers timeout above the request timeout.
+  .refine((c) => c.ATLAS_HTTP_HEADERS_TIMEOUT_MS <= c.ATLAS_HTTP_REQUEST_TIMEOUT_MS, {
+    path: ['ATLAS_HTTP_HEADERS_TIMEOUT_MS'],
+    message: 'must not be above ATLAS_HTTP_REQUEST_TIMEOUT_MS',
   });
 
 function isSecret(name: string): boolean {
@@ -163,10 +250,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   );
   const result = schema.safeParse(present);
   if (result.success) return result.data as Config;
-  const lines = result.error.issues.map(
-    (i) =>
-      `  ${i.path.join('.')}=${shownValue(String(i.path[0]), present[String(i.path[0])] ?? '')}: ${i.message}`,
-  );
+  const lines = result.error.issues.map((i) => {
+    const name = String(i.path[0]);
+    // A token list entered wrong may hold a raw token: never echo it.
+    const shown = name === 'ATLAS_AUTH_TOKENS' ? '…' : shownValue(name, present[name] ?? '');
+    return `  ${i.path.join('.')}=${shown}: ${i.message}`;
+  });
   throw new ConfigError(`invalid settings:\n${lines.join('\n')}`);
 }
 

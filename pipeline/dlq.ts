@@ -1,7 +1,13 @@
-/** The dead-letter stream: list, show, redrive (back onto the failed stage's input), purge. */
+/**
+ * The dead-letter stream: list, show, redrive (back onto the failed stage's input), purge, and
+ * its bounds (trim).
+ */
 import type { Redis } from 'ioredis';
+import type { Config } from './config.ts';
 import { type Entry, parseEntries } from './entry.ts';
 import type { Keys } from './keys.ts';
+import type { Logger } from './log.ts';
+import { metrics } from './metrics.ts';
 import { runScript } from './scripts.ts';
 
 export interface DeadLetter {
@@ -102,4 +108,32 @@ export async function purge(redis: Redis, keys: Keys, ids: string[]): Promise<st
     if (gone > 0) dropped.push(id);
   }
   return dropped;
+}
+
+/** Most dead letters one trim deletes, so a call stays short; the next housekeeping goes on. */
+const TRIM_PER_CALL = 1000;
+
+/**
+ * Keeps the DLQ within ATLAS_DLQ_MAX_ENTRIES and ATLAS_DLQ_MAX_AGE_S (oldest first). What goes
+ * is counted (atlas_dlq_trimmed_total) and logged: dead letters are never lost silently.
+ */
+export async function trimDeadLetters(
+  redis: Redis,
+  keys: Keys,
+  config: Pick<Config, 'ATLAS_DLQ_MAX_ENTRIES' | 'ATLAS_DLQ_MAX_AGE_S'>,
+  log: Logger,
+): Promise<number> {
+  const { ATLAS_DLQ_MAX_ENTRIES: maxEntries, ATLAS_DLQ_MAX_AGE_S: maxAgeS } = config;
+  if (maxEntries === 0 && maxAgeS === 0) return 0;
+  const trimmed = (await runScript(
+    redis,
+    'dlq-trim',
+    [keys.dlq, keys.blobRefs],
+    [keys.blob(''), maxEntries, maxAgeS * 1000, TRIM_PER_CALL],
+  )) as number;
+  if (trimmed > 0) {
+    metrics.dlqTrimmed.inc(trimmed);
+    log.warn({ trimmed, maxEntries, maxAgeS }, 'dead letters deleted to keep the DLQ within its bounds');
+  }
+  return trimmed;
 }

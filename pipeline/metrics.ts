@@ -25,6 +25,11 @@ export const metrics = {
     labelNames: ['stage', 'reason'],
     registers: [registry],
   }),
+  dlqTrimmed: new Counter({
+    name: 'atlas_dlq_trimmed_total',
+    help: 'Dead letters deleted by the DLQ bounds (ATLAS_DLQ_MAX_ENTRIES, ATLAS_DLQ_MAX_AGE_S)',
+    registers: [registry],
+  }),
   duplicates: new Counter({
     name: 'atlas_duplicates_total',
     help: 'Entries or events dropped as already processed',

@@ -3,6 +3,7 @@
  * all on SIGTERM/SIGINT within ATLAS_SHUTDOWN_MS, and serve /metrics when asked to.
  */
 import { createServer } from 'node:http';
+import { tokenFor } from './auth.ts';
 import type { Config } from './config.ts';
 import { keys } from './keys.ts';
 import type { Logger } from './log.ts';
@@ -83,9 +84,17 @@ export async function componentsNotReady(components: Component[]): Promise<strin
  * the stages keep running without it.
  */
 function serveOps(config: Config, components: Component[], log: Logger) {
+  const tokens = config.ATLAS_AUTH_TOKENS;
   const server = createServer(async (req, res) => {
     const path = req.url?.split('?')[0];
-    if (path === '/metrics') {
+    // The same tokens as the door: with authentication on, only liveness is open.
+    if (path !== '/health' && tokens.length > 0 && !tokenFor(tokens, req.headers.authorization)) {
+      res.setHeader('www-authenticate', 'Bearer realm="atlas"');
+      json(res, 401, {
+        error: 'unauthorized',
+        message: 'this route needs an Authorization: Bearer <token> header',
+      });
+    } else if (path === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
     } else if (path === '/health') {
       json(res, 200, { status: 'ok' });

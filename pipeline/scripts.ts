@@ -21,6 +21,7 @@ const scripts = {
   'trim-acknowledged': 2,
   'dlq-redrive': 3,
   'dlq-drop': 2,
+  'dlq-trim': 2,
   'forget-consumer': 1,
   'generation-join': 2,
   'lease-acquire': 2,

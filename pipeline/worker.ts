@@ -14,6 +14,7 @@ import { resolveBlobs } from './claim-check.ts';
 import { Commit } from './commit.ts';
 import type { Config } from './config.ts';
 import { GroupConsumer } from './consumer.ts';
+import { trimDeadLetters } from './dlq.ts';
 import { Entry, type Fields } from './entry.ts';
 import { Generation, StateLostError } from './generation.ts';
 import { type Beat, publishBeat, withdrawBeat } from './heartbeat.ts';
@@ -660,6 +661,7 @@ export class Worker {
       metrics.pending.set({ stage: this.stage.name }, mine.pending);
     }
     await trimAcknowledged(this.redis, this.keys, this.inputKey, this.config.ATLAS_RETAIN_ENTRIES);
+    await trimDeadLetters(this.redis, this.keys, this.config, this.log);
   }
 }
 

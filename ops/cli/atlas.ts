@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { aclSetUser, type Role, roles } from '../../pipeline/acl.ts';
+import { newToken } from '../../pipeline/auth.ts';
 import {
   type Config,
   loadConfig,
@@ -246,6 +247,24 @@ program
     const root = opts.root === undefined ? undefined : normalizeHex(opts.root, 16);
     if (root === null) throw new UsageError(`not a space id: ${opts.root}`);
     await tail(loadConfig(), { ...opts, root });
+  });
+
+const token = program.command('token').description('bearer tokens of the HTTP door');
+token
+  .command('new')
+  .description('print a fresh random token (once: only its hash is kept) and its ATLAS_AUTH_TOKENS entry')
+  .argument('<name>', 'who uses it (letters, digits, _ . -); shown in logs and rate-limit answers')
+  .option('--rate <n>', 'requests per second allowed with it (default: no limit)')
+  .action((name: string, opts: { rate?: string }) => {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`not a token name: ${name}`);
+    const rate = opts.rate === undefined ? undefined : Number(opts.rate);
+    if (rate !== undefined && !(Number.isInteger(rate) && rate > 0))
+      throw new UsageError(`--rate must be a positive whole number, got ${opts.rate}`);
+    const made = newToken(name, rate);
+    console.log(`token (shown once, keep it secret): ${made.token}`);
+    console.log('add this entry to ATLAS_AUTH_TOKENS (comma-separated with the others):');
+    console.log(`  ${made.entry}`);
+    console.log(`call the door with: -H 'authorization: Bearer ${made.token}'`);
   });
 
 program

@@ -1,10 +1,21 @@
 /** The event-bus envelope, checked at the door: what is visibly wrong gets a 400 here. */
 import { z } from 'zod';
 
+/**
+ * A string that is well-formed Unicode. A lone UTF-16 surrogate has no UTF-8 form: Redis would
+ * get U+FFFD instead, so ids differing only in one would collide as duplicates.
+ */
+const text = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => s.isWellFormed(), 'is not well-formed Unicode (a lone UTF-16 surrogate)');
+
 export const envelopeSchema = z.object({
-  event_id: z.string().min(1).max(128),
-  event_type: z.string().min(1).max(128),
-  source: z.string().min(1).max(256),
+  event_id: text(128),
+  event_type: text(128),
+  source: text(256),
   timestamp: z.number().int().nonnegative(),
   version: z.number().int().positive(),
   payload: z.record(z.string(), z.unknown()),

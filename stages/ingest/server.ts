@@ -1,6 +1,8 @@
 /**
  * The HTTP door (fastify): POST /events, POST /events/batch, GET /health, /ready, /metrics.
  * Every answer is JSON with the request id; Redis trouble is a 503 within a second.
+ * Hostile input costs the attacker, not Redis: bearer tokens with rate limits, timeouts and
+ * a connection cap, a nesting limit checked before parsing, and 429 near Redis maxmemory.
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, {
@@ -12,6 +14,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Redis } from 'ioredis';
+import { RateLimiter, tokenFor } from '../../pipeline/auth.ts';
 import { backlog } from '../../pipeline/backlog.ts';
 import type { Config } from '../../pipeline/config.ts';
 import { StateLostError, watchGeneration } from '../../pipeline/generation.ts';
@@ -20,8 +23,21 @@ import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
+import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { type Accepted, accept, traceparentFor } from './accept.ts';
 import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
+import {
+  BackpressureError,
+  type Extras,
+  invalidEnvelope,
+  RateLimitedError,
+  RedisFullError,
+  retryLater,
+  TooDeepError,
+  unauthorized,
+  wireName,
+} from './errors.ts';
+import { nestsDeeperThan } from './json-depth.ts';
 import { ingestMetrics } from './metrics.ts';
 
 export interface IngestOptions {
@@ -33,6 +49,15 @@ export interface IngestOptions {
 }
 
 const BACKLOG_REFRESH_MS = 250;
+/** Routes anyone may call, also with authentication on (liveness says nothing about data). */
+const OPEN = { config: { open: true } };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** No bearer token needed. */
+    open?: boolean;
+  }
+}
 
 export function buildServer({ config, redis, log, notReady }: IngestOptions): FastifyInstance {
   const keys = keysFor(config.ATLAS_PREFIX);
@@ -43,13 +68,34 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     return503OnClosing: true,
+    // Slow clients (headers or a body trickled byte by byte, idle sockets) are cut off, so
+    // they cannot hold the door's connections and descriptors.
+    connectionTimeout: config.ATLAS_HTTP_CONNECTION_TIMEOUT_MS,
+    requestTimeout: config.ATLAS_HTTP_REQUEST_TIMEOUT_MS,
+    http: {
+      headersTimeout: config.ATLAS_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: config.ATLAS_HTTP_REQUEST_TIMEOUT_MS,
+      // node checks both timeouts only this often (30 s by default)
+      connectionsCheckingInterval: Math.min(1000, config.ATLAS_HTTP_HEADERS_TIMEOUT_MS / 2),
+    },
   });
+  app.server.maxConnections = config.ATLAS_HTTP_MAX_CONNECTIONS;
   const backlogWatch = watchBacklog(redis, keys.stream(streams.ingest), config.ATLAS_HIGH_WATER);
+  const memoryWatch = watchMemory(
+    redis,
+    config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT,
+    config.ATLAS_REDIS_MEMORY_REFRESH_MS,
+    app.log as Logger,
+  );
   const generation = watchGeneration(redis, keys);
   app.addHook('onClose', async () => {
     backlogWatch.stop();
     generation.stop();
+    memoryWatch.stop();
   });
+  // Before the body is read: a refused request costs its sender, not us.
+  const guard = guardFor(config, memoryWatch);
+  app.addHook('onRequest', (req, _reply, done) => done(guard(req)));
   // A callback hook, not an async one: no promise and microtask per request.
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
@@ -57,11 +103,13 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   });
   // Only JSON is accepted at the door: anything else is a 415.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(
-    'application/json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const maxDepth = config.ATLAS_MAX_JSON_DEPTH;
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = String(body); // parseAs 'string' hands over a string
+    if (nestsDeeperThan(text, maxDepth)) done(new TooDeepError(maxDepth), undefined);
+    else parseJson(req, text, done);
+  });
   app.setErrorHandler((err: FastifyError, req, reply) => replyError(err, req, reply));
   app.setNotFoundHandler((req, reply) =>
     reply
@@ -75,19 +123,8 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     claimCheckBytes: config.ATLAS_CLAIM_CHECK_BYTES,
     generation: generation.fence,
   };
-  const acceptAll = async (
-    req: FastifyRequest,
-    reply: FastifyReply,
-    envelopes: Envelope[],
-  ): Promise<Accepted[] | undefined> => {
-    if (backlogWatch.over()) {
-      ingestMetrics.rejected.inc({ reason: 'backpressure' });
-      void reply
-        .code(429)
-        .header('retry-after', '1')
-        .send({ error: 'backpressure', message: 'the pipeline is behind; retry later', request_id: req.id });
-      return undefined;
-    }
+  const acceptAll = async (req: FastifyRequest, envelopes: Envelope[]): Promise<Accepted[]> => {
+    if (backlogWatch.over()) throw retryLater(new BackpressureError(), 1);
     const traceparent = traceparentFor(req.headers.traceparent as string | undefined);
     const context = { traceparent, requestId: req.id };
     const results = await accept(redis, opts, envelopes, context).catch(async (err: unknown) => {
@@ -101,20 +138,18 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
 
   app.post('/events', async (req, reply) => {
     const checked = checkEnvelope(req.body);
-    if ('errors' in checked) return badRequest(req, reply, checked.errors);
-    const results = await acceptAll(req, reply, [checked.envelope]);
-    if (!results) return reply;
-    const r = results[0]!;
+    if ('errors' in checked) throw invalidEnvelope(checked.errors);
+    const [r] = (await acceptAll(req, [checked.envelope])) as [Accepted];
     return reply.code(r.duplicate ? 200 : 202).send({ ...r, request_id: req.id });
   });
 
   app.post('/events/batch', async (req, reply) => {
     const body = req.body;
     if (!Array.isArray(body))
-      return badRequest(req, reply, [{ field: '(body)', message: 'expected a JSON array of envelopes' }]);
+      throw invalidEnvelope([{ field: '(body)', message: 'expected a JSON array of envelopes' }]);
     if (body.length === 0 || body.length > config.ATLAS_MAX_BATCH_EVENTS) {
       const message = `a batch holds 1 to ${config.ATLAS_MAX_BATCH_EVENTS} envelopes, got ${body.length}`;
-      return badRequest(req, reply, [{ field: '(body)', message }]);
+      throw invalidEnvelope([{ field: '(body)', message }]);
     }
     const envelopes: Envelope[] = [];
     const errors: FieldError[] = [];
@@ -123,17 +158,18 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
       if ('errors' in checked) errors.push(...checked.errors);
       else envelopes.push(checked.envelope);
     });
-    if (errors.length > 0) return badRequest(req, reply, errors);
-    const results = await acceptAll(req, reply, envelopes);
-    if (!results) return reply;
+    if (errors.length > 0) throw invalidEnvelope(errors);
+    const results = await acceptAll(req, envelopes);
     return reply.code(results.every((r) => r.duplicate) ? 200 : 202).send({ results, request_id: req.id });
   });
 
-  app.get('/health', async (req) => ({ status: 'ok', request_id: req.id }));
+  app.get('/health', OPEN, async (req) => ({ status: 'ok', request_id: req.id }));
 
   app.get('/ready', async (req, reply) => {
     const lost = generation.lost();
-    const why = lost ? `state lost: ${lost}` : await readiness(redis, keys, backlogWatch, notReady);
+    const why = lost
+      ? `state lost: ${lost}`
+      : await readiness(redis, keys, backlogWatch, memoryWatch, notReady);
     return reply
       .code(why ? 503 : 200)
       .send({ status: why ? 'not_ready' : 'ready', ...(why ? { reason: why } : {}), request_id: req.id });
@@ -143,11 +179,33 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   return app;
 }
 
+/**
+ * The checks of every request before its body is read: a bearer token (when tokens are
+ * configured) within its rate, and for writes, room in Redis. Returns the refusal, if any.
+ */
+function guardFor(config: Config, memory: MemoryWatch): (req: FastifyRequest) => Error | undefined {
+  const tokens = config.ATLAS_AUTH_TOKENS;
+  const limiter = new RateLimiter();
+  const full = `over ${config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT}% of its memory limit`;
+  return (req) => {
+    if (req.routeOptions.config.open === true) return undefined;
+    if (tokens.length > 0) {
+      const token = tokenFor(tokens, req.headers.authorization);
+      if (!token) return unauthorized(req.headers.authorization);
+      const wait = limiter.take(token);
+      if (wait > 0) return retryLater(new RateLimitedError(token.name, token.ratePerSecond), wait);
+    }
+    if (req.method === 'POST' && memory.over() !== null) return retryLater(new RedisFullError(full), 1);
+    return undefined;
+  };
+}
+
 /** The door's readiness is the pipeline's: every stage's heartbeat counts, not just this process. */
 async function readiness(
   redis: Redis,
   keys: Keys,
-  watch: BacklogWatch,
+  backlog: BacklogWatch,
+  memory: MemoryWatch,
   notReady?: () => Promise<string | null>,
 ): Promise<string | null> {
   let problems: string[];
@@ -157,23 +215,15 @@ async function readiness(
   } catch {
     return 'redis unreachable';
   }
-  if (watch.over()) problems.unshift('backlog over the high-water mark');
+  const percent = memory.over();
+  if (percent !== null) problems.unshift(`Redis memory at ${percent}% of maxmemory`);
+  if (backlog.over()) problems.unshift('backlog over the high-water mark');
   const own = await notReady?.();
   if (own) problems.unshift(own);
   return problems.length > 0 ? problems.join('; ') : null;
 }
 
-function badRequest(req: FastifyRequest, reply: FastifyReply, errors: FieldError[]): FastifyReply {
-  ingestMetrics.rejected.inc({ reason: 'invalid_envelope' });
-  return reply.code(400).send({
-    error: 'invalid_envelope',
-    message: 'the request has invalid fields',
-    errors,
-    request_id: req.id,
-  });
-}
-
-function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+function replyError(err: FastifyError & Extras, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (err instanceof StateLostError) {
     ingestMetrics.rejected.inc({ reason: 'state_lost' });
     req.log.error(
@@ -187,6 +237,8 @@ function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply)
       request_id: req.id,
     });
   }
+  // Redis refused the write for want of memory (between two memory readings): nothing went in.
+  if (isOutOfMemory(err)) return replyError(retryLater(new RedisFullError('out of memory'), 1), req, reply);
   if (isTransientRedisError(err)) {
     ingestMetrics.rejected.inc({ reason: 'redis_unavailable' });
     // A timed-out script may still have run: only a refused connection proves nothing went in.
@@ -199,20 +251,17 @@ function replyError(err: FastifyError, req: FastifyRequest, reply: FastifyReply)
       .send({ error: 'unavailable', message, request_id: req.id });
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-  const code =
-    status === 413
-      ? 'body_too_large'
-      : status === 415
-        ? 'unsupported_media_type'
-        : status === 400
-          ? 'malformed_json'
-          : 'error';
+  const code = wireName(err.code, status);
   ingestMetrics.rejected.inc({ reason: code });
   if (status === 500) req.log.error({ err }, 'request failed');
   const message = status === 500 ? 'internal error' : err.message;
-  // Faults of the body as a whole (malformed JSON, too large) are reported like field errors.
-  const errors = status === 400 || status === 413 ? { errors: [{ field: '(body)', message }] } : {};
-  return reply.code(status).send({ error: code, message, ...errors, request_id: req.id });
+  // Faults of the body as a whole (malformed JSON, too deep, too large) are reported like field errors.
+  const fieldErrors: FieldError[] | undefined =
+    err.errors ?? (status === 400 || status === 413 ? [{ field: '(body)', message }] : undefined);
+  if (err.headers) void reply.headers(err.headers);
+  return reply
+    .code(status)
+    .send({ error: code, message, ...(fieldErrors ? { errors: fieldErrors } : {}), request_id: req.id });
 }
 
 interface BacklogWatch {

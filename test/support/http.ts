@@ -1,7 +1,9 @@
 /** The ingest door in-process (buildServer on port 0) and a small HTTP client for it. */
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
+import { pino } from 'pino';
 import type { Config } from '../../pipeline/config.ts';
+import type { Logger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
 import { buildServer } from '../../stages/ingest/server.ts';
 import { testLog } from './config.ts';
@@ -14,10 +16,13 @@ export interface Door {
 }
 
 /** Starts the door like ingestComponent does (fail-fast Redis client), on an ephemeral port. */
-export async function startDoor(config: Config, opts: { waitForRedis?: boolean } = {}): Promise<Door> {
-  const redis = connectFailFast(config, 'atlas-ingest-test', testLog);
+export async function startDoor(
+  config: Config,
+  opts: { waitForRedis?: boolean; log?: Logger } = {},
+): Promise<Door> {
+  const redis = connectFailFast(config, 'atlas-ingest-test', opts.log ?? testLog);
   if (opts.waitForRedis !== false) await whenReady(redis, 5000);
-  const app = buildServer({ config, redis, log: testLog });
+  const app = buildServer({ config, redis, log: opts.log ?? testLog });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   return {
     url,
@@ -62,4 +67,14 @@ export function postJson<T = Json>(
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
+}
+
+/** A logger that keeps every line it writes, for tests about what the door logs. */
+export function capturingLog(): {
+  log: Logger;
+  lines: Array<{ level: number; msg: string; [field: string]: unknown }>;
+} {
+  const lines: Array<{ level: number; msg: string; [field: string]: unknown }> = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { log, lines };
 }
