@@ -7,6 +7,7 @@
  * sends EVALSHA and falls back to EVAL; SCRIPT LOAD for tools that preload).
  */
 import { createHash } from 'node:crypto';
+import { generationKeys } from './generation.ts';
 import { type Keys, keys as keysFor, streams } from './keys.ts';
 
 export const roles = ['door', 'stage', 'admin'] as const;
@@ -21,13 +22,17 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
 
 /**
  * door: append-idempotent.lua (GET/SET dedup keys, INCR seq, XADD ingest, SET blobs, HINCRBY
- * blob refs) and the backlog watch (XINFO GROUPS, XLEN) — written only on those keys, so it can
- * touch neither the DLQ nor another stage's stream, nor any consumer group.
+ * blob refs), the backlog watch (XINFO GROUPS, XLEN), the pipeline generation (joined at first
+ * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready (read only) — written
+ * only on those keys, so it can touch neither the DLQ nor another stage's stream, nor any group.
  */
 function doorRules(k: Keys): string[] {
+  const g = generationKeys(k);
   const writable = [k.stream(streams.ingest), k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
+  const readable = [g.recovered, k.of('stages'), k.of('heartbeat', '*')];
   return [
-    ...writable.map((key) => `%RW~${key}`),
+    ...[...writable, g.current, g.lineage].map((key) => `%RW~${key}`),
+    ...readable.map((key) => `%R~${key}`),
     ...CONNECTION,
     ...SCRIPTS,
     '+get',
@@ -37,6 +42,10 @@ function doorRules(k: Keys): string[] {
     '+xadd',
     '+xlen',
     '+xinfo|groups',
+    '+mget',
+    '+sadd',
+    '+smembers',
+    '+scan',
   ];
 }
 
