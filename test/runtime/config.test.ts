@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readmeWithSettings } from '../../ops/readme-settings.ts';
 import { ConfigError, parseConfig, settings, settingsTable } from '../../pipeline/config.ts';
 import { runAtlas } from '../support/processes.ts';
 import { uniquePrefix } from '../support/redis.ts';
@@ -104,6 +107,11 @@ describe('settings', () => {
     expect(message).toContain('ATLAS_BLOCK_MS=soon:');
     expect(message).toContain('LOG_LEVEL=loud:');
     expect(message).not.toContain('ATLAS_MAX_DELIVERIES');
+  });
+
+  it("is documented, every setting of it, in the README's table", () => {
+    const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    expect(readmeWithSettings(readme), 'run npm run docs:settings').toBe(readme);
   });
 
   it('prints a table row for every setting', () => {
