@@ -59,7 +59,8 @@ export function pipelineProblems(stages: string[], beats: Beat[]): string[] {
   for (const stage of stages) {
     const mine = beats.filter((b) => b.stage === stage);
     if (mine.length === 0) problems.push(`${stage}: no live instance`);
-    else if (mine[0]!.singleton && !mine.some((b) => b.role === 'active'))
+    // A lost instance reports itself below.
+    else if (mine[0]!.singleton && !mine.some((b) => b.role === 'active' || b.role === 'lost'))
       problems.push(`${stage}: no active instance (${mine.map((b) => b.role).join(', ')})`);
   }
   for (const b of beats) {

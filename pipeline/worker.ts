@@ -326,7 +326,8 @@ export class Worker {
   private async onLoopError(err: unknown): Promise<void> {
     const lost = lostReason(err);
     if (lost) {
-      this.enterLost(lost);
+      // A vanished group is most often the whole state gone: the generation says which.
+      this.enterLost((await this.generation?.check().catch(() => null)) ?? lost);
       return;
     }
     if (isFenced(err)) {
