@@ -7,6 +7,7 @@ import { type Blob, checkFields, hasBlobRefs } from './claim-check.ts';
 import type { Fields } from './entry.ts';
 import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
+import type { LeaseFence } from './stage.ts';
 
 export type StateOp = 'HSET' | 'HDEL' | 'SET' | 'DEL' | 'SADD' | 'SREM';
 
@@ -65,13 +66,13 @@ export class Commit {
   }
 
   /**
-   * Applies the step; with a fence token it fails with FENCED unless the lease is still ours.
+   * Applies the step; with a lease it fails with FencedError (see runScript) unless the lease is still ours.
    * Returns the new entry ids, or null when every input was acknowledged already (nothing written).
    */
   async run(
     redis: Redis,
     input: { stream: string; group: string },
-    lease?: { key: string; token: string },
+    lease?: LeaseFence,
   ): Promise<string[] | null> {
     const keyList = [input.stream, this.keys.blobRefs, lease?.key ?? input.stream];
     const index = (key: string): number => {

@@ -64,11 +64,17 @@ export class Lease {
     this.onLost();
   }
 
-  /** Gives the lease up (if still ours) and closes the lease's connection: call once, at the end. */
-  async release(): Promise<void> {
+  /** Stops renewing and gives the lease up if it is still ours; acquire() may follow. */
+  async resign(): Promise<void> {
     clearInterval(this.timer);
-    if (this.token) await runScript(this.redis, 'lease-release', [this.key], [this.token]).catch(() => {});
+    const token = this.token;
     this.token = undefined;
+    if (token) await runScript(this.redis, 'lease-release', [this.key], [token]).catch(() => {});
+  }
+
+  /** Resigns and closes the lease's connection: call once, at the end. */
+  async release(): Promise<void> {
+    await this.resign();
     this.redis.disconnect();
   }
 

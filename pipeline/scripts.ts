@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { FencedError } from './stage.ts';
 
 const dir = join(import.meta.dirname, 'scripts');
 
@@ -22,6 +23,7 @@ const scripts = {
   'dlq-redrive': 3,
   'dlq-drop': 2,
   'forget-consumer': 1,
+  'fenced-append': 2,
   'lease-acquire': 2,
   'lease-renew': 1,
   'lease-release': 1,
@@ -32,7 +34,7 @@ type Arg = string | number | Buffer;
 
 const registered = new WeakSet<Redis>();
 
-/** Runs a named script; keys and args are passed as given. */
+/** Runs a named script; keys and args are passed as given. A fence refusal is a FencedError. */
 export async function runScript(
   redis: Redis,
   name: ScriptName,
@@ -48,7 +50,16 @@ export async function runScript(
   }
   const command = (redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[name]!;
   const numberOfKeys = scripts[name];
-  return numberOfKeys < 0
-    ? command.call(redis, keys.length, ...keys, ...args)
-    : command.call(redis, ...keys, ...args);
+  const reply =
+    numberOfKeys < 0
+      ? command.call(redis, keys.length, ...keys, ...args)
+      : command.call(redis, ...keys, ...args);
+  return reply.catch(typedFence);
+}
+
+/** lib/fence.lua answers with an error reply starting FENCED. */
+function typedFence(err: unknown): never {
+  if (err instanceof Error && err.message.startsWith('FENCED'))
+    throw new FencedError(err.message, { cause: err });
+  throw err;
 }

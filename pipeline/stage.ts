@@ -18,11 +18,19 @@ export interface Step {
   write(op: StateOp, key: string, ...args: (string | Buffer)[]): void;
 }
 
+/** The lease an active singleton holds: a side effect outside Redis can check it is still current. */
+export interface LeaseFence {
+  key: string;
+  token: string;
+}
+
 export interface StageContext {
   config: Config;
   redis: Redis;
   keys: Keys;
   log: Logger;
+  /** The lease this instance holds while active (singletons); undefined otherwise. */
+  lease(): LeaseFence | undefined;
 }
 
 export interface Stage {
@@ -58,6 +66,18 @@ export class TransientError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TransientError';
+  }
+}
+
+/**
+ * Another instance holds the stage's lease now (this one was paused or partitioned past it): the
+ * step must not be retried, the worker steps down. Raised by the commit's fence check, and by a
+ * sink whose own fencing (e.g. Kafka producer epochs) refused a write.
+ */
+export class FencedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FencedError';
   }
 }
 

@@ -22,7 +22,7 @@ import { metrics } from './metrics.ts';
 import { isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
 import { trimAcknowledged } from './retention.ts';
-import { Rejection, type Stage, type Step, TransientError } from './stage.ts';
+import { FencedError, type LeaseFence, Rejection, type Stage, type Step, TransientError } from './stage.ts';
 
 const HOUSEKEEPING_MS = 1000;
 
@@ -100,6 +100,11 @@ export class Worker {
     return this.paused;
   }
 
+  /** The lease this instance holds while active (singletons only). */
+  get fence(): LeaseFence | undefined {
+    return this.lease?.token ? { key: this.lease.key, token: this.lease.token } : undefined;
+  }
+
   private async run(): Promise<void> {
     try {
       await this.retrying(() => this.input.ensureGroup());
@@ -128,6 +133,9 @@ export class Worker {
       this.log.info({ token: this.lease.token }, 'active');
     }
     await this.retrying(async () => {
+      // Lost meanwhile (paused past it, or the stage found another instance active): do not
+      // retry for a lease that is gone; the check below sends us back to standby.
+      if (this.lease && this.lease.token === undefined) return;
       if (this.stage.order) this.reseq = await this.restoreOrder();
       await this.stage.activate?.().then((next) => this.moveOrder(next));
     });
@@ -177,8 +185,12 @@ export class Worker {
 
   private async onLoopError(err: unknown): Promise<void> {
     if (isFenced(err)) {
-      this.log.warn('lease fenced off; stepping down');
+      metrics.fenced.inc({ stage: this.stage.name });
+      this.log.warn({ err: describe(err) }, 'fenced off (another instance is active); stepping down');
       this.active = false;
+      // Stop renewing: a sink may have fenced us while our lease still stands, and a lease kept
+      // alive by a fenced instance would keep every instance waiting.
+      await this.lease?.resign();
       return;
     }
     const transient = isTransient(err);
@@ -429,8 +441,8 @@ export class Worker {
 
   private async commit(commit: Commit): Promise<void> {
     if (commit.empty) return;
-    const lease = this.lease?.token ? { key: this.lease.key, token: this.lease.token } : undefined;
-    if (this.lease && !lease) throw new Error('FENCED lease lost before commit');
+    const lease = this.fence;
+    if (this.lease && !lease) throw new FencedError('lease lost before commit');
     const written = await commit.run(this.redis, { stream: this.inputKey, group: this.group }, lease);
     if (written === null) {
       this.log.info(
@@ -508,7 +520,7 @@ function isTransient(err: unknown): boolean {
 }
 
 function isFenced(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('FENCED');
+  return err instanceof FencedError;
 }
 
 export function describe(error: unknown): string {

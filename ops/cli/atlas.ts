@@ -92,7 +92,13 @@ program
     if (!factory) throw new UsageError(`no stream worker named ${stage}`);
     await withRedis(async (redis, k) => {
       const config = loadConfig();
-      const s = await factory({ config, redis, keys: k, log: createLogger('silent') });
+      const s = await factory({
+        config,
+        redis,
+        keys: k,
+        log: createLogger('silent'),
+        lease: () => undefined,
+      });
       await replay(redis, k.stream(s.input), s.name, opts.from);
       console.log(`stage ${stage} will read ${k.stream(s.input)} again after ${opts.from}`);
     });
