@@ -75,6 +75,10 @@ export const settings = {
   ],
   KAFKA_BROKER: [z.string().default(''), 'Kafka bootstrap broker(s); empty = the Redis stream sink'],
   KAFKA_TOPIC_CANONICAL: [z.string().default('topology.canonical'), 'Kafka topic of CanonicalGraphUpdated'],
+  KAFKA_TRANSACTIONAL_ID: [
+    z.string().default(''),
+    'transactional.id of the emit producer; empty = atlas-emit-<ATLAS_PREFIX>-<topic>',
+  ],
 } as const;
 
 type Settings = typeof settings;

@@ -1,23 +1,35 @@
 /**
  * Stage `emit`: publishes each root's messages in `sequence_number` order, never twice.
  * On activation it asks the sink what it already holds (read back from the output itself)
- * and skips that. Sink faults are transient — retried behind a circuit breaker, never
+ * and skips that. Both sinks refuse the writes of an instance whose lease has passed to another
+ * (Kafka by producer epochs, the Redis sink by the lease fence): it steps down (FencedError). Sink faults are transient — retried behind a circuit breaker, never
  * dead-lettered — while the Redis stream holds the backlog.
  */
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { endToEndSeconds } from '../../pipeline/metrics.ts';
-import { type StageFactory, TransientError } from '../../pipeline/stage.ts';
+import { FencedError, type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { KafkaSink } from './kafka-sink.ts';
 import { RedisSink } from './redis-sink.ts';
 import { type Sink, unpublished } from './sink.ts';
 
-export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
+export const createEmit: StageFactory = ({ config, redis, keys, log, lease }) => {
   const topic = config.KAFKA_TOPIC_CANONICAL;
+  /** Asks Redis, not memory: a paused instance still remembers the lease it lost meanwhile. */
+  const stillActive = async () => {
+    const held = lease();
+    return held !== undefined && (await redis.get(held.key)) === held.token;
+  };
   const sink: Sink = config.KAFKA_BROKER
-    ? new KafkaSink({ brokers: config.KAFKA_BROKER.split(','), topic, log })
-    : new RedisSink(redis, keys.stream(`out:${topic}`));
+    ? new KafkaSink({
+        brokers: config.KAFKA_BROKER.split(','),
+        topic,
+        transactionalId: config.KAFKA_TRANSACTIONAL_ID || `atlas-emit-${config.ATLAS_PREFIX}-${topic}`,
+        stillActive,
+        log,
+      })
+    : new RedisSink(redis, keys.stream(`out:${topic}`), lease);
   log.info(
     config.KAFKA_BROKER ? { broker: config.KAFKA_BROKER, topic } : { stream: keys.stream(`out:${topic}`) },
     config.KAFKA_BROKER
@@ -47,6 +59,7 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
       for (const m of messages) published.set(m.rootId, m.sequenceNumber);
       breaker.success();
     } catch (err) {
+      if (err instanceof FencedError) throw err; // another instance is active: not a sink fault
       breaker.failure();
       throw new TransientError(
         `publishing to the sink failed: ${err instanceof Error ? err.message : String(err)}`,
@@ -69,6 +82,7 @@ export const createEmit: StageFactory = ({ config, redis, keys, log }) => {
         breaker.success();
         return new Map([...last].map(([root, seq]) => [root, seq + 1n]));
       } catch (err) {
+        if (err instanceof FencedError) throw err;
         breaker.failure();
         throw new TransientError('sink unavailable at start', { cause: err });
       }

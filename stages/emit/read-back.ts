@@ -1,6 +1,6 @@
 /**
- * Bounded read of a topic: offsets [start, end) of each partition, keys and the sequence-number
- * header only, with a throwaway consumer group (kafkajs has no group-less consumer) that commits
+ * Bounded read of a topic: offsets [start, end) of each partition, committed messages only (read
+ * committed: a transaction still open or aborted is never seen), with a throwaway consumer group (kafkajs has no group-less consumer) that commits
  * nothing and is deleted afterwards. kafkajs holds a seek until the partition is assigned and
  * applies it before the next fetch; reading more than the range is harmless anyway, since the
  * answer is a maximum.
@@ -32,12 +32,31 @@ export interface ReadBack {
 
 /** Highest sequence-number header per key (hex) in the ranges; later messages may add to it. */
 export async function readLastSequences(read: ReadBack): Promise<Map<string, bigint>> {
-  const { kafka, admin, clientId, topic, ranges, stallMs } = read;
   const last = new Map<string, bigint>();
+  await readRanges(read, (_, message) => record(last, message));
+  return last;
+}
+
+/**
+ * Hands every committed message of the ranges to `each`, in offset order per partition (maybe a
+ * few beyond `end`). The read of a partition ends at its last record, a transaction marker
+ * included, so `end` may be the high watermark of a transactional topic.
+ */
+export async function readRanges(
+  read: ReadBack,
+  each: (partition: number, message: KafkaMessage) => void,
+): Promise<void> {
+  const { kafka, admin, clientId, topic, ranges, stallMs } = read;
   const pending = new Map(ranges.filter((r) => r.start < r.end).map((r) => [r.partition, r.end]));
-  if (pending.size === 0) return last;
+  if (pending.size === 0) return;
   const groupId = `${clientId}-read-back-${randomUUID()}`;
-  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 250 });
+  const consumer = kafka.consumer({
+    groupId,
+    // The default, said out loud: what an open transaction holds may still be aborted.
+    readUncommitted: false,
+    allowAutoTopicCreation: false,
+    maxWaitTimeInMs: 250,
+  });
   const stall = watchdog(
     stallMs,
     () => `reading back ${topic}: partitions ${[...pending.keys()]} unfinished`,
@@ -58,7 +77,7 @@ export async function readLastSequences(read: ReadBack): Promise<Map<string, big
     await consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
-        for (const message of batch.messages) record(last, message);
+        for (const message of batch.messages) each(batch.partition, message);
       },
     });
     // A partition with nothing to read (start = end) waits at its end.
@@ -74,7 +93,6 @@ export async function readLastSequences(read: ReadBack): Promise<Map<string, big
     // Best effort: the broker drops an empty group without offsets by itself, within 10 minutes.
     await admin.deleteGroups([groupId]).catch(() => undefined);
   }
-  return last;
 }
 
 /** A timer that fails `expired` unless re-armed in time. */
