@@ -9,8 +9,9 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { KAFKA_BROKER } from './e2e-kafka.ts';
-import { ROOT } from './processes.ts';
+import { afterAll, beforeAll } from 'vitest';
+import { deleteTopics, KAFKA_BROKER, uniqueTopic } from './e2e-kafka.ts';
+import { killChildren, ROOT } from './processes.ts';
 
 const RUN_DIR = process.env.ATLAS_RUN_DIR ?? join(ROOT, '.run');
 
@@ -61,4 +62,22 @@ export async function lockBroker(
       await exited;
     },
   };
+}
+
+/**
+ * For an e2e file on the shared broker: holds the broker lock shared for the file, and at its end
+ * kills the processes it started and deletes its topic. Returns the topic's name (`tag` in it).
+ */
+export function useSharedBroker(tag: string): string {
+  const topic = uniqueTopic(tag);
+  let lock: HeldLock | undefined;
+  beforeAll(async () => {
+    lock = await lockBroker('shared');
+  }, 620_000);
+  afterAll(async () => {
+    await killChildren();
+    await deleteTopics([topic]).catch(() => undefined);
+    await lock?.release();
+  }, 60_000);
+  return topic;
 }

@@ -1,0 +1,131 @@
+/**
+ * Pausing the active instance of a singleton stage past its lease (SIGSTOP: a long GC pause, a
+ * frozen VM) while a hot standby takes over, then thawing it (SIGCONT); posting events at a
+ * steady pace meanwhile; and counting what would break exactly-once in the topic.
+ */
+
+import type { Redis } from 'ioredis';
+import type { Keys } from '../../pipeline/keys.ts';
+import type { RootStream } from './e2e-kafka.ts';
+import { sequenceNumbers } from './e2e-kafka.ts';
+import type { Envelope } from './events.ts';
+import { delay, eventually } from './eventually.ts';
+import type { PipelineProcesses } from './pipeline-processes.ts';
+
+/** The process (by name) whose worker holds the stage's lease now, or null. */
+export async function leaseHolder(
+  p: PipelineProcesses,
+  redis: Redis,
+  keys: Keys,
+  stage: string,
+): Promise<string | null> {
+  // The worker's consumer name is `<host>-<pid>-<random>` (pipeline/worker.ts).
+  const holder = await redis.get(`${keys.of('lease', stage)}:holder`);
+  const pid = holder ? /-(\d+)-[0-9a-f]+$/.exec(holder)?.[1] : undefined;
+  return pid ? p.nameOf(Number(pid)) : null;
+}
+
+export interface Pause {
+  /** The process frozen. */
+  paused: string;
+  /** The standby that held the lease when the frozen one was thawed. */
+  successor: string;
+  /** How long it stayed frozen. */
+  ms: number;
+}
+
+/**
+ * Freezes the lease holder of `stage`, keeps it frozen until another process holds the lease and
+ * `successorWorking()` says the successor has done work (at least `minMs`), then thaws it. The
+ * frozen process keeps whatever it had read in memory: that is what the fence must stop.
+ */
+export async function pausePastLease(
+  p: PipelineProcesses,
+  redis: Redis,
+  keys: Keys,
+  stage: string,
+  opts: { minMs: number; successorWorking?: () => Promise<boolean>; timeoutMs?: number },
+): Promise<Pause> {
+  const paused = await eventually(async () => {
+    const name = await leaseHolder(p, redis, keys, stage);
+    if (!name) throw new Error(`no process holds the ${stage} lease`);
+    return name;
+  }, opts.timeoutMs ?? 30_000);
+  const child = p.child(paused);
+  const started = performance.now();
+  child.pause();
+  try {
+    await delay(opts.minMs);
+    const successor = await eventually(
+      async () => {
+        const name = await leaseHolder(p, redis, keys, stage);
+        if (!name || name === paused) throw new Error(`the ${stage} lease has not passed on from ${paused}`);
+        if (opts.successorWorking && !(await opts.successorWorking()))
+          throw new Error(`${name} holds the ${stage} lease but has not worked yet`);
+        return name;
+      },
+      opts.timeoutMs ?? 30_000,
+      50,
+    );
+    return { paused, successor, ms: performance.now() - started };
+  } finally {
+    child.resume();
+  }
+}
+
+/** Posts events one request at a time at `perSecond`, until stopped or out of events. */
+export function postSteadily(
+  post: (event: Envelope) => Promise<void>,
+  events: Envelope[],
+  perSecond: number,
+): { posted(): number; stop(): Promise<void> } {
+  let posted = 0;
+  let stopped = false;
+  const done = (async () => {
+    const started = performance.now();
+    while (!stopped && posted < events.length) {
+      const due = started + (posted * 1000) / perSecond;
+      if (due > performance.now()) await delay(due - performance.now());
+      await post(events[posted]!);
+      posted++;
+    }
+  })();
+  return {
+    posted: () => posted,
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
+}
+
+/**
+ * What breaks exactly-once in each root's stream, in publication order: a sequence number seen
+ * before (duplicate) and one lower than the highest before it (out of order; duplicates count
+ * here too when they come late).
+ */
+export function sequenceFaults(perRoot: Map<string, RootStream>): { duplicates: number; outOfOrder: number } {
+  let duplicates = 0;
+  let outOfOrder = 0;
+  for (const stream of perRoot.values()) {
+    const seen = new Set<number>();
+    let highest = 0;
+    for (const n of sequenceNumbers(stream)) {
+      if (seen.has(n)) duplicates++;
+      if (n < highest) outOfOrder++;
+      seen.add(n);
+      highest = Math.max(highest, n);
+    }
+  }
+  return { duplicates, outOfOrder };
+}
+
+/** Why the named processes stepped down as fenced (pipeline/worker.ts logs each time), in order. */
+export function fencings(p: PipelineProcesses, names: string[]): string[] {
+  return names.flatMap((name) =>
+    p
+      .child(name)
+      .logsMatching(/^fenced off/)
+      .map((line) => `${name}: ${String(line.err)}`),
+  );
+}
