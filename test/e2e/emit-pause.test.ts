@@ -47,10 +47,9 @@ it(`the active emit frozen past its lease ${PAUSES} times under load, a hot stan
       await eventually(async () => (await counter.count()) > before, 30_000, 20);
       await delay(Math.floor(rand() * 100));
       const atPause = await counter.count();
-      const successorWorking = async () => (await counter.count()) > atPause;
-      pauses.push(
-        await pausePastLease(p, fx.redis, p.keys, 'emit', { minMs: LEASE_MS + 300, successorWorking }),
-      );
+      // Frozen until the successor publishes too: then both hold the same entries.
+      const whilePaused = () => eventually(async () => (await counter.count()) > atPause, 30_000, 20);
+      pauses.push(await pausePastLease(p, 'emit', { minMs: LEASE_MS + 300, whilePaused }));
       await delay(1000); // the thawed one wakes up with its batch
     }
   } finally {

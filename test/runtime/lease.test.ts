@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Commit } from '../../pipeline/commit.ts';
 import { Lease } from '../../pipeline/lease.ts';
+import { FencedError } from '../../pipeline/stage.ts';
 import { eventually } from '../support/eventually.ts';
 import { type Child, killChildren, spawnStage } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
@@ -108,7 +109,7 @@ describe('a singleton stage with a hot standby', () => {
 });
 
 describe('fencing', () => {
-  it('a commit with a stale fence token fails with FENCED and writes nothing', async () => {
+  it('a commit with a stale fence token fails with FencedError and writes nothing', async () => {
     const { keys } = fx.freshPrefix('lease-fence');
     const key = keys.of('lease', 'x');
     const input = keys.stream('in');
@@ -143,9 +144,9 @@ describe('fencing', () => {
       c.ack(id!);
       return c;
     };
-    await expect(step().run(fx.redis, { stream: input, group: 'x' }, { key, token: stale })).rejects.toThrow(
-      /^FENCED/,
-    );
+    await expect(
+      step().run(fx.redis, { stream: input, group: 'x' }, { key, token: stale }),
+    ).rejects.toBeInstanceOf(FencedError);
     expect(await fx.redis.exists(output, keys.dlq, keys.of('state', 'x'), keys.blobRefs)).toBe(0);
     expect(await fx.redis.keys(keys.blob('*'))).toEqual([]);
     expect(await pendingCount(fx.redis, input, 'x')).toBe(1);

@@ -3,26 +3,15 @@
  * frozen VM) while a hot standby takes over, then thawing it (SIGCONT); posting events at a
  * steady pace meanwhile; and counting what would break exactly-once in the topic.
  */
-
-import type { Redis } from 'ioredis';
-import type { Keys } from '../../pipeline/keys.ts';
-import type { RootStream } from './e2e-kafka.ts';
-import { sequenceNumbers } from './e2e-kafka.ts';
+import { type RootStream, sequenceNumbers } from './e2e-kafka.ts';
 import type { Envelope } from './events.ts';
 import { delay, eventually } from './eventually.ts';
-import type { PipelineProcesses } from './pipeline-processes.ts';
+import type { Child } from './processes.ts';
 
-/** The process (by name) whose worker holds the stage's lease now, or null. */
-export async function leaseHolder(
-  p: PipelineProcesses,
-  redis: Redis,
-  keys: Keys,
-  stage: string,
-): Promise<string | null> {
-  // The worker's consumer name is `<host>-<pid>-<random>` (pipeline/worker.ts).
-  const holder = await redis.get(`${keys.of('lease', stage)}:holder`);
-  const pid = holder ? /-(\d+)-[0-9a-f]+$/.exec(holder)?.[1] : undefined;
-  return pid ? p.nameOf(Number(pid)) : null;
+/** Processes of a pipeline with singleton stages (E2EPipeline, GraphPipeline). */
+export interface Singletons {
+  leaseHolder(stage: string): Promise<string | null>;
+  child(name: string): Child;
 }
 
 export interface Pause {
@@ -35,19 +24,17 @@ export interface Pause {
 }
 
 /**
- * Freezes the lease holder of `stage`, keeps it frozen until another process holds the lease and
- * `successorWorking()` says the successor has done work (at least `minMs`), then thaws it. The
- * frozen process keeps whatever it had read in memory: that is what the fence must stop.
+ * Freezes the lease holder of `stage`, keeps it frozen until another process holds the lease (at
+ * least `minMs`) and `whilePaused()` is done (e.g. until the successor has done work), then thaws
+ * it. The frozen process keeps whatever it had read in memory: that is what the fence must stop.
  */
 export async function pausePastLease(
-  p: PipelineProcesses,
-  redis: Redis,
-  keys: Keys,
+  p: Singletons,
   stage: string,
-  opts: { minMs: number; successorWorking?: () => Promise<boolean>; timeoutMs?: number },
+  opts: { minMs: number; whilePaused?: () => Promise<unknown>; timeoutMs?: number },
 ): Promise<Pause> {
   const paused = await eventually(async () => {
-    const name = await leaseHolder(p, redis, keys, stage);
+    const name = await p.leaseHolder(stage);
     if (!name) throw new Error(`no process holds the ${stage} lease`);
     return name;
   }, opts.timeoutMs ?? 30_000);
@@ -58,15 +45,14 @@ export async function pausePastLease(
     await delay(opts.minMs);
     const successor = await eventually(
       async () => {
-        const name = await leaseHolder(p, redis, keys, stage);
+        const name = await p.leaseHolder(stage);
         if (!name || name === paused) throw new Error(`the ${stage} lease has not passed on from ${paused}`);
-        if (opts.successorWorking && !(await opts.successorWorking()))
-          throw new Error(`${name} holds the ${stage} lease but has not worked yet`);
         return name;
       },
       opts.timeoutMs ?? 30_000,
       50,
     );
+    await opts.whilePaused?.();
     return { paused, successor, ms: performance.now() - started };
   } finally {
     child.resume();
@@ -121,7 +107,7 @@ export function sequenceFaults(perRoot: Map<string, RootStream>): { duplicates: 
 }
 
 /** Why the named processes stepped down as fenced (pipeline/worker.ts logs each time), in order. */
-export function fencings(p: PipelineProcesses, names: string[]): string[] {
+export function fencings(p: Singletons, names: string[]): string[] {
   return names.flatMap((name) =>
     p
       .child(name)
