@@ -6,7 +6,14 @@
  * paused past its lease) and aborts its open transaction. What the topic already holds is read
  * back (committed messages only) from the topic itself, bounded by the high watermarks.
  */
-import kafkajs, { type Admin, type ITopicConfig, type Kafka, type LogEntry, type Producer } from 'kafkajs';
+import kafkajs, {
+  type Admin,
+  type ITopicConfig,
+  type Kafka,
+  type LogEntry,
+  type Producer,
+  type Transaction,
+} from 'kafkajs';
 import type { Logger } from '../../pipeline/log.ts';
 import { FencedError } from '../../pipeline/stage.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
@@ -124,8 +131,9 @@ export class KafkaSink implements Sink {
       this.uncertain = false;
     }
     if (batch.length === 0) return;
-    const transaction = await producer.transaction();
+    let transaction: Transaction | undefined;
     try {
+      transaction = await producer.transaction();
       const results = await transaction.send({
         topic: this.topic,
         acks: -1,
@@ -138,7 +146,7 @@ export class KafkaSink implements Sink {
     } catch (err) {
       this.uncertain = true;
       // Best effort: a commit that failed may not be abortable; the next initialisation decides.
-      if (transaction.isActive()) await transaction.abort().catch(() => undefined);
+      if (transaction?.isActive()) await transaction.abort().catch(() => undefined);
       await this.dropProducer();
       if (isFenced(err))
         throw new FencedError('Kafka fenced the emit producer: another instance took over', { cause: err });

@@ -28,7 +28,7 @@ it('the active emit frozen past its lease during a broker outage, thawed before 
   const pool = churnScenario({ seed: 20_261_130, events: 3000, roots: 2, tag: fx.prefix });
   const roots = pool.roots;
   await createTopic(topic, 3, BROKER);
-  const env = { KAFKA_BROKER: BROKER, ATLAS_LEASE_MS: String(LEASE_MS), ATLAS_BATCH_SIZE: '10' };
+  const env = { KAFKA_BROKER: BROKER, ATLAS_LEASE_MS: String(LEASE_MS), ATLAS_BATCH_SIZE: '50' };
   const p = new E2EPipeline(fx.redis, { prefix: fx.prefix, topic, roots, env });
   await p.run('upstream', ['ingest', 'validate', 'transitive', 'canonical', 'serialize']);
   await p.run('emit-a', ['emit']);
