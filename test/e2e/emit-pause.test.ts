@@ -52,6 +52,10 @@ it(`the active emit frozen past its lease ${PAUSES} times under load, a hot stan
       pauses.push(await pausePastLease(p, 'emit', { minMs: LEASE_MS + 300, whilePaused }));
       await delay(1000); // the thawed one wakes up with its batch
     }
+  } catch (err) {
+    throw new Error(
+      `${err instanceof Error ? err.message : String(err)} (after ${pauses.length} pauses)\n${p.output()}`,
+    );
   } finally {
     await counter.close();
     await poster.stop();
