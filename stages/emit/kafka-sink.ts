@@ -94,7 +94,9 @@ export class KafkaSink implements Sink {
     }
     // First: initialising the producer fences older instances and completes or aborts their open
     // transaction, so nothing they do lands after the read-back below (which then does not wait
-    // on an open transaction either).
+    // on an open transaction either). Always a new one: a producer kept from an earlier term of
+    // this instance would fence nobody (and may have been fenced itself meanwhile).
+    await this.dropProducer();
     await this.connectedProducer();
     // Kept across restarts of the sink: a publish that failed before may still need its re-read.
     for (const r of await this.ranges())

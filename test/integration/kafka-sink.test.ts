@@ -260,6 +260,17 @@ describe('KafkaSink fencing (one transactional id per emit role)', () => {
     expect(seqs).toEqual(['1', '2']);
   });
 
+  it('each start() initialises anew, fencing whoever held the role in between', async () => {
+    const first = await startedSink();
+    const second = await startedSink(); // fences first
+    await second.publish([message(root(22), 1)]);
+    await first.start(); // first is active again: second is the older instance now
+    await expect(second.publish([message(root(22), 2)])).rejects.toBeInstanceOf(FencedError);
+    await first.publish([message(root(22), 2)]);
+    await settledOffsets();
+    expect(await first.lastSequences([root(22)])).toEqual(new Map([[root(22), 2n]]));
+  });
+
   it('does not initialise a producer once stillActive() says another instance took over', async () => {
     let active = true;
     const sink = await startedSink({ stillActive: async () => active });
