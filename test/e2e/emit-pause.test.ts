@@ -11,10 +11,9 @@
 import { expect, it } from 'vitest';
 import { createTopic, decodeTopic, readTopic, topicCounter, waitForCount } from '../support/e2e-kafka.ts';
 import { useSharedBroker } from '../support/e2e-lock.ts';
-import { fencings, type Pause, pausePastLease, postSteadily, sequenceFaults } from '../support/e2e-pause.ts';
+import { fencings, type Pause, pauseRepeatedly, postSteadily, sequenceFaults } from '../support/e2e-pause.ts';
 import { E2EPipeline } from '../support/e2e-pipeline.ts';
 import { churnScenario, emissionCauses, expectEveryUpdateOnce } from '../support/e2e-scenario.ts';
-import { delay, eventually } from '../support/eventually.ts';
 import { prng } from '../support/prng.ts';
 import { useRedis } from '../support/redis.ts';
 
@@ -37,25 +36,18 @@ it(`the active emit frozen past its lease ${PAUSES} times under load, a hot stan
   await p.run('emit-b', ['emit']);
 
   const poster = postSteadily((e) => p.post([e]), pool.events, EVENTS_PER_S);
-  const rand = prng(SEED);
-  const pauses: Pause[] = [];
   const counter = await topicCounter(topic);
+  let pauses: Pause[] = [];
   try {
-    for (let i = 0; i < PAUSES; i++) {
-      // Freeze it while it publishes: some batch is then read and not yet sent.
-      const before = await counter.count();
-      await eventually(async () => (await counter.count()) > before, 30_000, 20);
-      await delay(Math.floor(rand() * 100));
-      const atPause = await counter.count();
-      // Frozen until the successor publishes too: then both hold the same entries.
-      const whilePaused = () => eventually(async () => (await counter.count()) > atPause, 30_000, 20);
-      pauses.push(await pausePastLease(p, 'emit', { minMs: LEASE_MS + 300, whilePaused }));
-      await delay(1000); // the thawed one wakes up with its batch
-    }
+    const progress = () => counter.count();
+    pauses = await pauseRepeatedly(p, 'emit', {
+      times: PAUSES,
+      leaseMs: LEASE_MS,
+      progress,
+      rand: prng(SEED),
+    });
   } catch (err) {
-    throw new Error(
-      `${err instanceof Error ? err.message : String(err)} (after ${pauses.length} pauses)\n${p.output()}`,
-    );
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n${p.output()}`);
   } finally {
     await counter.close();
     await poster.stop();

@@ -59,6 +59,32 @@ export async function pausePastLease(
   }
 }
 
+/**
+ * `times` pauses of the stage's lease holder past its lease (`leaseMs`), each while it works
+ * (`progress()`, a count of its outputs, just grew), each held until the successor's outputs
+ * grew too (then both hold the same entries), then a second for the thawed one to wake up.
+ */
+export async function pauseRepeatedly(
+  p: Singletons,
+  stage: string,
+  opts: { times: number; leaseMs: number; progress: () => Promise<number>; rand: () => number },
+): Promise<Pause[]> {
+  // Generous: a takeover reads the topic back, and a read-back that stalls is retried only after
+  // 30 s without progress (KafkaSink readStallMs).
+  const grown = (from: number) => eventually(async () => (await opts.progress()) > from, 60_000, 10);
+  const pauses: Pause[] = [];
+  for (let i = 0; i < opts.times; i++) {
+    await grown(await opts.progress());
+    await delay(Math.floor(opts.rand() * 100)); // some moment of its work
+    const atPause = await opts.progress();
+    pauses.push(
+      await pausePastLease(p, stage, { minMs: opts.leaseMs + 300, whilePaused: () => grown(atPause) }),
+    );
+    await delay(1000);
+  }
+  return pauses;
+}
+
 /** Posts events one request at a time at `perSecond`, until stopped or out of events. */
 export function postSteadily(
   post: (event: Envelope) => Promise<void>,
