@@ -375,7 +375,13 @@ async function openSession(mode: string, redis: Redis, kafka: Kafka): Promise<Se
   await admin.connect();
   await ensureTopic(admin, { topic, partitions: 3 });
   const groupId = `${run}-follower`;
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 20, allowAutoTopicCreation: false });
+  // Read committed (the default, said out loud): emit publishes in transactions.
+  const consumer = kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    maxWaitTimeInMs: 20,
+    allowAutoTopicCreation: false,
+  });
   let pipeline: Pipeline | undefined;
   let bench: Bench | undefined;
   const close = async () => {

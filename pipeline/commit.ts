@@ -5,10 +5,9 @@
 import type { Redis } from 'ioredis';
 import { type Blob, checkFields, hasBlobRefs } from './claim-check.ts';
 import type { Fields } from './entry.ts';
-import { StateLostError } from './generation.ts';
 import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
-import { FencedError } from './stage.ts';
+import type { Fence } from './stage.ts';
 
 export type StateOp = 'HSET' | 'HDEL' | 'SET' | 'DEL' | 'SADD' | 'SREM';
 
@@ -102,24 +101,6 @@ export class Commit {
       args.push(index(key), hasBlobRefs(flat) ? 1 : 0, flat.length, ...flat);
     args.push(this.ops.length);
     for (const { op, key, args: a } of this.ops) args.push(op, index(key), a.length, ...a);
-    try {
-      return (await runScript(redis, 'commit', keyList, args)) as string[] | null;
-    } catch (err) {
-      throw guardError(err);
-    }
+    return (await runScript(redis, 'commit', keyList, args)) as string[] | null;
   }
-}
-
-/** A key whose value must still be `token` for the step to be written. */
-export interface Fence {
-  key: string;
-  token: string;
-}
-
-/** The script's refusals as typed errors. */
-function guardError(err: unknown): unknown {
-  if (!(err instanceof Error)) return err;
-  if (err.message.startsWith('FENCED')) return new FencedError(err.message);
-  if (err.message.startsWith('STATE_LOST')) return new StateLostError(err.message);
-  return err;
 }

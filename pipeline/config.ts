@@ -188,6 +188,10 @@ export const settings = {
   ],
   KAFKA_SASL_USERNAME: [z.string().default(''), 'Kafka SASL user'],
   KAFKA_SASL_PASSWORD: [z.string().default(''), 'Kafka SASL password', SECRET],
+  KAFKA_TRANSACTIONAL_ID: [
+    z.string().default(''),
+    'transactional.id of the emit producer; empty = atlas-emit-<ATLAS_PREFIX>-<topic>',
+  ],
 } as const;
 
 type Settings = typeof settings;

@@ -65,16 +65,17 @@ export class Lease {
     this.onLost();
   }
 
-  /** Gives the lease up (if still ours) so another instance can take it; acquire() may follow. */
-  async relinquish(): Promise<void> {
+  /** Stops renewing and gives the lease up if it is still ours; acquire() may follow. */
+  async resign(): Promise<void> {
     clearInterval(this.timer);
-    if (this.token) await runScript(this.redis, 'lease-release', [this.key], [this.token]).catch(() => {});
+    const token = this.token;
     this.token = undefined;
+    if (token) await runScript(this.redis, 'lease-release', [this.key], [token]).catch(() => {});
   }
 
-  /** Gives the lease up and closes the lease's connection: call once, at the end. */
+  /** Resigns and closes the lease's connection: call once, at the end. */
   async release(): Promise<void> {
-    await this.relinquish();
+    await this.resign();
     this.redis.disconnect();
   }
 

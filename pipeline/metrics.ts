@@ -91,6 +91,12 @@ export const metrics = {
     labelNames,
     registers: [registry],
   }),
+  fenced: new Counter({
+    name: 'atlas_fenced_total',
+    help: 'Steps refused because another instance holds the stage lease (this one stepped down)',
+    labelNames,
+    registers: [registry],
+  }),
   transientErrors: new Counter({
     name: 'atlas_transient_errors_total',
     help: 'Retried faults of Redis or a sink',

@@ -27,9 +27,12 @@ export async function stageComponent(
   log: Logger,
 ): Promise<Component & { worker: Worker }> {
   const redis = connectWorker(config, 'atlas-stage', log);
-  const ctx: StageContext = { config, redis, keys: keys(config.ATLAS_PREFIX), log };
+  // The worker owns the lease and needs the stage first: the getter reads it once both exist.
+  let worker: Worker | undefined;
+  const lease = () => worker?.fence;
+  const ctx: StageContext = { config, redis, keys: keys(config.ATLAS_PREFIX), log, lease };
   const stage = await factory(ctx);
-  const worker = new Worker(stage, redis, ctx.keys, config, log);
+  worker = new Worker(stage, redis, ctx.keys, config, log);
   let running: Promise<void> | undefined;
   return {
     name: stage.name,

@@ -5,6 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { StateLostError } from './generation.ts';
+import { FencedError } from './stage.ts';
 
 const dir = join(import.meta.dirname, 'scripts');
 
@@ -24,6 +26,7 @@ const scripts = {
   'dlq-trim': 2,
   'forget-consumer': 1,
   'generation-join': 2,
+  'fenced-append': 2,
   'lease-acquire': 2,
   'lease-renew': 1,
   'lease-release': 1,
@@ -34,7 +37,7 @@ type Arg = string | number | Buffer;
 
 const registered = new WeakSet<Redis>();
 
-/** Runs a named script; keys and args are passed as given. */
+/** Runs a named script; keys and args are passed as given. A fence refusal is a FencedError. */
 export async function runScript(
   redis: Redis,
   name: ScriptName,
@@ -50,7 +53,20 @@ export async function runScript(
   }
   const command = (redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[name]!;
   const numberOfKeys = scripts[name];
-  return numberOfKeys < 0
-    ? command.call(redis, keys.length, ...keys, ...args)
-    : command.call(redis, ...keys, ...args);
+  const reply =
+    numberOfKeys < 0
+      ? command.call(redis, keys.length, ...keys, ...args)
+      : command.call(redis, ...keys, ...args);
+  return reply.catch(typedRefusal);
+}
+
+/**
+ * The scripts' refusals as typed errors: lib/fence.lua answers FENCED (the lease moved on), the
+ * generation checks STATE_LOST (the pipeline's state in Redis is gone).
+ */
+function typedRefusal(err: unknown): never {
+  if (!(err instanceof Error)) throw err;
+  if (err.message.startsWith('FENCED')) throw new FencedError(err.message, { cause: err });
+  if (err.message.startsWith('STATE_LOST')) throw new StateLostError(err.message);
+  throw err;
 }

@@ -19,11 +19,20 @@ export interface Step {
   write(op: StateOp, key: string, ...args: (string | Buffer)[]): void;
 }
 
+/** The lease an active singleton holds: a side effect outside Redis can check it is still current. */
+/** A key whose value must still be `token` for a write to go through (a lease, the generation). */
+export interface Fence {
+  key: string;
+  token: string;
+}
+
 export interface StageContext {
   config: Config;
   redis: Redis;
   keys: Keys;
   log: Logger;
+  /** The lease this instance holds while active (singletons); undefined otherwise. */
+  lease(): Fence | undefined;
 }
 
 /** What the runtime hands a stage when it becomes active. */
@@ -71,10 +80,14 @@ export class TransientError extends Error {
   }
 }
 
-/** This instance lost its stage's lease (a successor is active): it must not write or publish. */
+/**
+ * Another instance holds the stage's lease now (this one was paused or partitioned past it): the
+ * step must not be retried, the worker steps down. Raised by the commit's fence check, and by a
+ * sink whose own fencing (e.g. Kafka producer epochs) refused a write.
+ */
 export class FencedError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'FencedError';
   }
 }

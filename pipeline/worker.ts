@@ -25,7 +25,7 @@ import { metrics } from './metrics.ts';
 import { connectFailFast, isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
 import { trimAcknowledged } from './retention.ts';
-import { FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
+import { type Fence, FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
 import { ProgressWatch, type Verdict } from './watchdog.ts';
 
 const HOUSEKEEPING_MS = 1000;
@@ -124,6 +124,11 @@ export class Worker {
     return this.paused;
   }
 
+  /** The lease this instance holds while active (singletons only). */
+  get fence(): Fence | undefined {
+    return this.lease?.token ? { key: this.lease.key, token: this.lease.token } : undefined;
+  }
+
   private beatFailed = false;
 
   /** Why this instance is not ready, or null. */
@@ -184,7 +189,7 @@ export class Worker {
   }
 
   private async awaitRecovery(): Promise<void> {
-    await this.lease?.relinquish();
+    await this.lease?.resign();
     while (!this.stopping) {
       await sleep(BEAT_MS);
       const why = await this.generation!.check().catch(() => this.lost);
@@ -200,7 +205,7 @@ export class Worker {
   /** A singleton that the watchdog gave up on lets a standby take over (or takes over itself afresh). */
   private async giveWay(): Promise<void> {
     this.stepDown = false;
-    await this.lease?.relinquish();
+    await this.lease?.resign();
     await sleep(this.config.ATLAS_LEASE_MS / 2);
   }
 
@@ -268,6 +273,9 @@ export class Worker {
       this.log.info({ token: this.lease.token }, 'active');
     }
     await this.retrying(async () => {
+      // Lost meanwhile (paused past it, or the stage found another instance active): do not
+      // retry for a lease that is gone; the check below sends us back to standby.
+      if (this.lease && this.lease.token === undefined) return;
       if (this.stage.order) this.reseq = await this.restoreOrder();
       await this.stage.activate?.({ generation: this.generation! }).then((next) => this.moveOrder(next));
     });
@@ -331,8 +339,12 @@ export class Worker {
       return;
     }
     if (isFenced(err)) {
-      this.log.warn('lease fenced off; stepping down');
+      metrics.fenced.inc({ stage: this.stage.name });
+      this.log.warn({ err: describe(err) }, 'fenced off (another instance is active); stepping down');
       this.active = false;
+      // Stop renewing: a sink may have fenced us while our lease still stands, and a lease kept
+      // alive by a fenced instance would keep every instance waiting.
+      await this.lease?.resign();
       return;
     }
     const transient = isTransient(err);
@@ -584,8 +596,8 @@ export class Worker {
 
   private async commit(commit: Commit): Promise<void> {
     if (commit.empty) return;
-    const lease = this.lease?.token ? { key: this.lease.key, token: this.lease.token } : undefined;
-    if (this.lease && !lease) throw new FencedError('FENCED lease lost before commit');
+    const lease = this.fence;
+    if (this.lease && !lease) throw new FencedError('lease lost before commit');
     const generation = { key: this.generation!.key, token: this.generation!.id };
     const written = await commit.run(
       this.redis,

@@ -123,7 +123,13 @@ program
     if (!factory) throw new UsageError(`no stream worker named ${stage}`);
     await withRedis(async (redis, k) => {
       const config = loadConfig();
-      const s = await factory({ config, redis, keys: k, log: createLogger('silent') });
+      const s = await factory({
+        config,
+        redis,
+        keys: k,
+        log: createLogger('silent'),
+        lease: () => undefined,
+      });
       const refused = await replayRefusal(redis, k.stream(s.input), opts.from);
       if (refused) throw new UsageError(refused);
       await replay(redis, k.stream(s.input), s.name, opts.from);

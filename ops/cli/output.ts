@@ -85,16 +85,25 @@ async function tailKafka(config: Config, opts: TailOptions): Promise<void> {
   await admin.disconnect();
   const unfinished = new Set([...ends].filter(([, high]) => high > 0n).map(([p]) => p));
   if (opts.exit && (!opts.fromBeginning || unfinished.size === 0)) return;
-  const consumer = kafka.consumer({ groupId: `atlas-tail-${randomBytes(4).toString('hex')}` });
+  // Read committed (the default, said out loud): emit publishes in transactions, and what an
+  // open or aborted one holds is not published.
+  const consumer = kafka.consumer({
+    groupId: `atlas-tail-${randomBytes(4).toString('hex')}`,
+    readUncommitted: false,
+  });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: opts.fromBeginning === true });
   await new Promise<void>((resolve) => {
+    // --exit: done once every partition has been read to its end as it was at the start. The last
+    // record may be a transaction marker, which only this event reports (eachMessage never sees it).
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (BigInt(payload.lastOffset) + 1n >= (ends.get(payload.partition) ?? 0n))
+        unfinished.delete(payload.partition);
+      if (opts.exit && unfinished.size === 0) resolve();
+    });
     void consumer.run({
-      eachMessage: async ({ partition, message }) => {
+      eachMessage: async ({ message }) => {
         if (message.value) print(message.value, opts.root);
-        if (opts.exit && BigInt(message.offset) + 1n >= (ends.get(partition) ?? 0n))
-          unfinished.delete(partition);
-        if (opts.exit && unfinished.size === 0) resolve();
       },
     });
     process.once('SIGINT', () => resolve());

@@ -42,7 +42,8 @@ export interface Recovery {
 
 export async function recover(config: Config, redis: Redis, keys: Keys): Promise<Recovery> {
   const k = generationKeys(keys);
-  const sink = openSink({ config, redis, keys, log: createLogger('silent') });
+  // Reading only: no lease, so the sink could never initialise a producer (and fence the emit).
+  const sink = openSink({ config, redis, keys, log: createLogger('silent'), lease: () => undefined });
   const tails = await sink.tails().finally(() => sink.stop());
   const roots = [...tails].map(([root, tail]) => describeTail(root, tail));
   const resume = newest(roots);

@@ -11,14 +11,14 @@
 -- ARGV: group, fence, blobPrefix, generation, nBlobs {sha bytes}, nAcks {id},
 --       nAppends {keyIdx hasRefs nFields {f v}}, nOps {op keyIdx nArgs {arg}}
 --@include lib/blobs.lua
+--@include lib/fence.lua
 
 local group, fence, blobPrefix, generation = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if generation ~= '' and redis.call('GET', KEYS[4]) ~= generation then
   return redis.error_reply('STATE_LOST the pipeline generation in Redis is not ' .. generation)
 end
-if fence ~= '' and redis.call('GET', KEYS[3]) ~= fence then
-  return redis.error_reply('FENCED lease lost; another instance is active')
-end
+local refused = fenced(KEYS[3], fence)
+if refused then return refused end
 
 local function fail(message) return redis.error_reply('commit: ' .. message) end
 local function key_of(index) return KEYS[tonumber(index)] end

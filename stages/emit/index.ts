@@ -1,7 +1,8 @@
 /**
  * Stage `emit`: publishes each root's messages in `sequence_number` order, never twice.
  * On activation it asks the sink what it already holds (read back from the output itself)
- * and skips that. Sink faults are transient — retried behind a circuit breaker, never
+ * and skips that. Both sinks refuse the writes of an instance whose lease has passed to another
+ * (Kafka by producer epochs, the Redis sink by the lease fence): it steps down (FencedError). Sink faults are transient — retried behind a circuit breaker, never
  * dead-lettered — while the Redis stream holds the backlog.
  */
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
@@ -11,7 +12,7 @@ import { streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { endToEndSeconds } from '../../pipeline/metrics.ts';
 import { redactUrl } from '../../pipeline/secrets.ts';
-import { type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
+import { FencedError, type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { kafkaConnection } from './kafka-client.ts';
 import { KafkaSink } from './kafka-sink.ts';
 import { RedisSink } from './redis-sink.ts';
@@ -46,6 +47,7 @@ export const createEmit: StageFactory = (ctx) => {
       for (const m of messages) published.set(m.rootId, m.sequenceNumber);
       breaker.success();
     } catch (err) {
+      if (err instanceof FencedError) throw err; // another instance is active: not a sink fault
       breaker.failure();
       throw new TransientError(
         `publishing to the sink failed: ${err instanceof Error ? err.message : String(err)}`,
@@ -68,7 +70,7 @@ export const createEmit: StageFactory = (ctx) => {
         await refuseForeignOutput(tails, generation, log);
         last = sequencesOf(tails);
       } catch (err) {
-        if (err instanceof StateLostError) throw err;
+        if (err instanceof FencedError || err instanceof StateLostError) throw err;
         breaker.failure();
         throw new TransientError('sink unavailable at start', { cause: err });
       }
@@ -99,12 +101,17 @@ export const createEmit: StageFactory = (ctx) => {
   };
 };
 
-/** The sink emit publishes to: Kafka, or the Redis stream sink without KAFKA_BROKER. */
-export function openSink({ config, redis, keys, log }: StageContext): Sink {
+/**
+ * The sink emit publishes to: Kafka (a transactional producer of the emit role), or the Redis
+ * stream sink without KAFKA_BROKER. Both are fenced by the stage's lease.
+ */
+export function openSink({ config, redis, keys, log, lease }: StageContext): Sink {
   const topic = config.KAFKA_TOPIC_CANONICAL;
-  const sink: Sink = config.KAFKA_BROKER
-    ? new KafkaSink({ connection: kafkaConnection(config), topic, log })
-    : new RedisSink(redis, keys.stream(`out:${topic}`));
+  /** Asks Redis, not memory: a paused instance still remembers the lease it lost meanwhile. */
+  const stillActive = async () => {
+    const held = lease();
+    return held !== undefined && (await redis.get(held.key)) === held.token;
+  };
   log.info(
     config.KAFKA_BROKER
       ? { broker: redactUrl(config.KAFKA_BROKER), topic }
@@ -113,7 +120,15 @@ export function openSink({ config, redis, keys, log }: StageContext): Sink {
       ? 'emit: publishing to Kafka'
       : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
   );
-  return sink;
+  return config.KAFKA_BROKER
+    ? new KafkaSink({
+        connection: kafkaConnection(config),
+        topic,
+        transactionalId: config.KAFKA_TRANSACTIONAL_ID || `atlas-emit-${config.ATLAS_PREFIX}-${topic}`,
+        stillActive,
+        log,
+      })
+    : new RedisSink(redis, keys.stream(`out:${topic}`), lease);
 }
 
 /**

@@ -1,10 +1,21 @@
 /**
- * Kafka sink of the emit stage: an idempotent producer (acks=all, one request in flight, zstd),
- * key = the root id's 16 bytes, so each root stays in one partition, in order. What the topic
- * already holds is read back from the topic itself, bounded by the high watermarks.
+ * Kafka sink of the emit stage: a transactional producer (acks=all, one request in flight, zstd),
+ * one transaction per publish, key = the root id's 16 bytes, so each root stays in one partition,
+ * in order. The transactional id belongs to the emit role, not to a process: initialising it
+ * bumps the producer epoch, so the broker refuses every later write of an older instance (one
+ * paused past its lease) and aborts its open transaction. What the topic already holds is read
+ * back (committed messages only) from the topic itself, bounded by the high watermarks.
  */
-import kafkajs, { type Admin, type ITopicConfig, type Kafka, type LogEntry, type Producer } from 'kafkajs';
+import kafkajs, {
+  type Admin,
+  type ITopicConfig,
+  type Kafka,
+  type LogEntry,
+  type Producer,
+  type Transaction,
+} from 'kafkajs';
 import type { Logger } from '../../pipeline/log.ts';
+import { FencedError } from '../../pipeline/stage.ts';
 import type { KafkaConnection } from './kafka-client.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
 import { type PartitionRange, readLastSequences, readTails, SEQUENCE_HEADER } from './read-back.ts';
@@ -23,8 +34,15 @@ export interface KafkaSinkOptions {
   /** Brokers, TLS and SASL, from kafkaConnection(). */
   connection: KafkaConnection;
   topic: string;
+  /** Shared by every instance of the emit role for this topic (and only by them). */
+  transactionalId: string;
   log: Logger;
   clientId?: string;
+  /**
+   * Asked before every producer initialisation, which fences whoever initialised last: false
+   * means another instance took over, and initialising would fence the legitimate holder.
+   */
+  stillActive?: () => Promise<boolean>;
   /** lastSequences() throws once its read of the topic has made no progress for this long. */
   readStallMs?: number;
   /** Retries of one send before publish() throws. */
@@ -41,6 +59,8 @@ export class KafkaSink implements Sink {
   private readonly kafka: Kafka;
   private readonly clientId: string;
   private readonly topic: string;
+  private readonly transactionalId: string;
+  private readonly stillActive: () => Promise<boolean>;
   private readonly log: Logger;
   private readonly readStallMs: number;
   private readonly retries: number;
@@ -52,18 +72,20 @@ export class KafkaSink implements Sink {
    * last successful send there: where to re-read after a failure.
    */
   private readonly written = new Map<number, bigint>();
-  /** A send failed: part of it may have landed. */
+  /** A publish failed: its transaction may have committed all the same. */
   private uncertain = false;
 
   constructor(options: KafkaSinkOptions) {
     this.clientId = options.clientId ?? 'atlas-emit';
     this.topic = options.topic;
+    this.transactionalId = options.transactionalId;
+    this.stillActive = options.stillActive ?? (async () => true);
     this.log = options.log;
     this.readStallMs = options.readStallMs ?? 30_000;
-    this.retries = options.retries ?? 5;
+    this.retries = options.retries ?? 7;
     this.kafka = new kafkajs.Kafka({
-      clientId: this.clientId,
       ...options.connection,
+      clientId: this.clientId,
       // kafkajs's default schedule (300 ms doubling to 30 s; 15 retries under NODE_ENV=test) makes
       // a call against a dead broker fail only after ~25 s, so the emit circuit (3 failures) opened
       // after a 30 s outage instead of during it. Fail within a few seconds: the worker retries the
@@ -81,10 +103,15 @@ export class KafkaSink implements Sink {
     if (!topics.includes(this.topic)) {
       throw new Error(`Kafka topic ${this.topic} does not exist: create it with \`atlas kafka init\``);
     }
-    // Kept across restarts of the sink: a send that failed before may still need its re-read.
+    // First: initialising the producer fences older instances and completes or aborts their open
+    // transaction, so nothing they do lands after the read-back below (which then does not wait
+    // on an open transaction either). Always a new one: a producer kept from an earlier term of
+    // this instance would fence nobody (and may have been fenced itself meanwhile).
+    await this.dropProducer();
+    await this.connectedProducer();
+    // Kept across restarts of the sink: a publish that failed before may still need its re-read.
     for (const r of await this.ranges())
       if (!this.written.has(r.partition)) this.written.set(r.partition, r.end);
-    await this.connectedProducer();
   }
 
   /**
@@ -107,6 +134,7 @@ export class KafkaSink implements Sink {
     return onlyRoots(found, roots);
   }
 
+  /** Reading needs no producer: tails() works without start() (`atlas recover`). */
   async tails(): Promise<Map<string, Tail>> {
     return readTails({
       kafka: this.kafka,
@@ -120,26 +148,33 @@ export class KafkaSink implements Sink {
 
   async publish(messages: readonly OutMessage[]): Promise<void> {
     if (messages.length === 0) return;
+    // Before the read-back: a re-initialised producer has fenced what could still land.
+    const producer = await this.connectedProducer();
     let batch = messages;
     if (this.uncertain) {
       batch = unpublished(messages, await this.lastSequences(rootsOf(messages), this.written));
       this.uncertain = false;
     }
     if (batch.length === 0) return;
-    const records = batch.map(toKafkaMessage);
-    const producer = await this.connectedProducer();
+    let transaction: Transaction | undefined;
     try {
-      const results = await producer.send({
+      transaction = await producer.transaction();
+      const results = await transaction.send({
         topic: this.topic,
         acks: -1,
         compression: kafkajs.CompressionTypes.ZSTD,
-        messages: records,
+        messages: batch.map(toKafkaMessage),
       });
+      await transaction.commit();
       for (const r of results)
         if (r.baseOffset !== undefined) this.written.set(r.partition, BigInt(r.baseOffset));
     } catch (err) {
       this.uncertain = true;
+      // Best effort: a commit that failed may not be abortable; the next initialisation decides.
+      if (transaction?.isActive()) await transaction.abort().catch(() => undefined);
       await this.dropProducer();
+      if (isFenced(err))
+        throw new FencedError('Kafka fenced the emit producer: another instance took over', { cause: err });
       throw err;
     }
   }
@@ -150,7 +185,6 @@ export class KafkaSink implements Sink {
     await this.admin.disconnect();
   }
 
-  /** Reading needs only the admin client: tails() works without start() (`atlas recover`). */
   private connectAdmin(): Promise<void> {
     prepareKafkajs();
     this.adminConnected ??= this.admin.connect().catch((err: unknown) => {
@@ -173,22 +207,36 @@ export class KafkaSink implements Sink {
 
   private async connectedProducer(): Promise<Producer> {
     if (this.producer) return this.producer;
+    if (!(await this.stillActive()))
+      throw new FencedError('the emit lease is no longer ours: not initialising the producer');
     const producer = this.kafka.producer({
+      transactionalId: this.transactionalId,
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
       // Java-compatible murmur2 of the key: other clients place a root's key the same way.
       createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
-      retry: { retries: this.retries },
+      // A transaction begun right after the previous commit is refused (CONCURRENT_TRANSACTIONS)
+      // until the broker has written that commit's markers, a few ms: retry soon, not after the
+      // client's 100 ms, or every publish waits for it. Seven retries still give up within ~3 s.
+      retry: { retries: this.retries, initialRetryTime: 25 },
     });
-    await producer.connect();
+    try {
+      await producer.connect();
+      // kafkajs initialises the transactional id lazily, at the first transaction: an empty one
+      // (no partition, so no EndTxn is sent) runs InitProducerId now.
+      await (await producer.transaction()).abort();
+    } catch (err) {
+      await producer.disconnect().catch(() => undefined);
+      throw err;
+    }
     this.producer = producer;
     return producer;
   }
 
   /**
-   * After a failed send the producer's sequence numbers may no longer match the broker's; a new
-   * producer gets a new producer id, and publish() re-reads what landed.
+   * After a failed publish the producer's state may no longer match the broker's; the next
+   * publish initialises a new one (which settles the failed transaction) and re-reads what landed.
    */
   private async dropProducer(): Promise<void> {
     const producer = this.producer;
@@ -201,9 +249,33 @@ export class KafkaSink implements Sink {
   private kafkaLog({ level, namespace, log: { message, timestamp: _, ...fields } }: LogEntry): void {
     // publish() throws after `retries` and then re-reads what landed, which is what this warns about.
     if (message.startsWith('Limiting retries for the idempotent producer')) return;
+    // CONCURRENT_TRANSACTIONS, the wait for the previous transaction's markers (see
+    // connectedProducer): expected and retried. kafkajs logs it only as text.
+    if (`${message} ${String(fields.error ?? '')}`.includes(CONCURRENT_TRANSACTIONS)) return;
     const at = level <= kafkajs.logLevel.ERROR ? 'error' : level === kafkajs.logLevel.WARN ? 'warn' : 'debug';
     this.log[at]({ ...fields, namespace }, `kafka: ${message}`);
   }
+}
+
+/** How kafkajs words CONCURRENT_TRANSACTIONS (code 51) in its logs. */
+const CONCURRENT_TRANSACTIONS = 'another concurrent operation on the same transaction was ongoing';
+
+/**
+ * Kafka error codes meaning a newer producer epoch of our transactional id exists. The broker
+ * answers kafkajs's (older) request versions with INVALID_PRODUCER_EPOCH, never PRODUCER_FENCED.
+ */
+const FENCED_CODES = new Set([
+  47, // INVALID_PRODUCER_EPOCH
+  52, // TRANSACTION_COORDINATOR_FENCED
+]);
+
+/** Whether a kafkajs error, or one it wraps (retries exceeded, aggregated), is a fencing. */
+function isFenced(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 5) return false;
+  const e = err as Error & { code?: unknown; originalError?: unknown; errors?: unknown };
+  if (typeof e.code === 'number' && FENCED_CODES.has(e.code)) return true;
+  const inner = [e.cause, e.originalError, ...(Array.isArray(e.errors) ? e.errors : [])];
+  return inner.some((c) => isFenced(c, depth + 1));
 }
 
 function toKafkaMessage(m: OutMessage) {

@@ -1,6 +1,6 @@
 /**
- * Bounded read of a topic: offsets [start, end) of each partition, keys and the sequence-number
- * header only, with a throwaway consumer group (kafkajs has no group-less consumer) that commits
+ * Bounded read of a topic: offsets [start, end) of each partition, committed messages only (read
+ * committed: a transaction still open or aborted is never seen), with a throwaway consumer group (kafkajs has no group-less consumer) that commits
  * nothing and is deleted afterwards. kafkajs holds a seek until the partition is assigned and
  * applies it before the next fetch; reading more than the range is harmless anyway, since the
  * answer is a maximum.
@@ -38,12 +38,31 @@ export async function readLastSequences(read: ReadBack): Promise<Map<string, big
 
 /** The message with the highest sequence-number header per key (hex) in the ranges. */
 export async function readTails(read: ReadBack): Promise<Map<string, Tail>> {
-  const { kafka, admin, clientId, topic, ranges, stallMs } = read;
   const last = new Map<string, Tail>();
+  await readRanges(read, (_, message) => record(last, message));
+  return last;
+}
+
+/**
+ * Hands every committed message of the ranges to `each`, in offset order per partition (maybe a
+ * few beyond `end`). The read of a partition ends at its last record, a transaction marker
+ * included, so `end` may be the high watermark of a transactional topic.
+ */
+export async function readRanges(
+  read: ReadBack,
+  each: (partition: number, message: KafkaMessage) => void,
+): Promise<void> {
+  const { kafka, admin, clientId, topic, ranges, stallMs } = read;
   const pending = new Map(ranges.filter((r) => r.start < r.end).map((r) => [r.partition, r.end]));
-  if (pending.size === 0) return last;
+  if (pending.size === 0) return;
   const groupId = `${clientId}-read-back-${randomUUID()}`;
-  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 250 });
+  const consumer = kafka.consumer({
+    groupId,
+    // The default, said out loud: what an open transaction holds may still be aborted.
+    readUncommitted: false,
+    allowAutoTopicCreation: false,
+    maxWaitTimeInMs: 250,
+  });
   const stall = watchdog(
     stallMs,
     () => `reading back ${topic}: partitions ${[...pending.keys()]} unfinished`,
@@ -64,7 +83,7 @@ export async function readTails(read: ReadBack): Promise<Map<string, Tail>> {
     await consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
-        for (const message of batch.messages) record(last, message);
+        for (const message of batch.messages) each(batch.partition, message);
       },
     });
     // A partition with nothing to read (start = end) waits at its end.
@@ -80,7 +99,6 @@ export async function readTails(read: ReadBack): Promise<Map<string, Tail>> {
     // Best effort: the broker drops an empty group without offsets by itself, within 10 minutes.
     await admin.deleteGroups([groupId]).catch(() => undefined);
   }
-  return last;
 }
 
 /** A timer that fails `expired` unless re-armed in time. */

@@ -1,10 +1,13 @@
 /**
  * Redis stream sink: the output when there is no Kafka broker (development, demos, tests). One
  * entry per message with fields root, seq, value (the protobuf bytes) and traceparent. A batch is
- * one MULTI, so it lands whole or not at all; only a lost reply leaves the outcome unknown. The
- * stream is never trimmed: it is the record of what was published, and lastSequences() reads it.
+ * one script (fenced-append.lua), so it lands whole or not at all, and only while the emit lease
+ * is still ours; only a lost reply leaves the outcome unknown. The stream is never trimmed: it is
+ * the record of what was published, and lastSequences() reads it.
  */
 import type { Redis } from 'ioredis';
+import { runScript } from '../../pipeline/scripts.ts';
+import { type Fence, FencedError } from '../../pipeline/stage.ts';
 import {
   GENERATION_HEADER,
   type OutMessage,
@@ -22,15 +25,20 @@ const PAGE = 1000;
 export class RedisSink implements Sink {
   private readonly redis: Redis;
   private readonly key: string;
+  private readonly lease: (() => Fence | undefined) | undefined;
   /** The newest entry when this instance last knew for sure: anything it wrote since is newer. */
   private confirmed = '0-0';
   /** A write failed: it may have landed all the same. */
   private uncertain = false;
 
-  /** `redis` stays the caller's: stop() does not close it. */
-  constructor(redis: Redis, key: string) {
+  /**
+   * `redis` stays the caller's: stop() does not close it. With `lease`, every write is fenced by
+   * the lease it returns (none: this instance is not active, nothing is written).
+   */
+  constructor(redis: Redis, key: string, lease?: () => Fence | undefined) {
     this.redis = redis;
     this.key = key;
+    this.lease = lease;
   }
 
   async start(): Promise<void> {
@@ -83,34 +91,31 @@ export class RedisSink implements Sink {
       this.uncertain = false;
     }
     if (batch.length === 0) return;
-    const multi = this.redis.multi();
+    const fence = this.fence();
+    const args: (string | number | Buffer)[] = [fence.token, batch.length];
     for (const m of batch) {
       const value = Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength);
-      const seq = m.sequenceNumber.toString();
-      multi.xadd(
-        this.key,
-        '*',
-        'root',
-        m.rootId,
-        'seq',
-        seq,
-        'value',
-        value,
-        'traceparent',
-        traceparentOf(m.traceparent),
-        ...(m.generation ? [GENERATION_HEADER, m.generation] : []),
-      );
+      const fields = ['root', m.rootId, 'seq', m.sequenceNumber.toString(), 'value', value];
+      fields.push('traceparent', traceparentOf(m.traceparent));
+      if (m.generation) fields.push(GENERATION_HEADER, m.generation);
+      args.push(fields.length, ...fields);
     }
     try {
-      const replies = await multi.exec();
-      if (!replies) throw new Error('MULTI aborted');
-      const failed = replies.find(([err]) => err);
-      if (failed) throw failed[0];
-      this.confirmed = String(replies.at(-1)![1]);
+      const last = await runScript(this.redis, 'fenced-append', [this.key, fence.key], args);
+      this.confirmed = String(last);
     } catch (err) {
-      this.uncertain = true;
+      // Refused by the fence: nothing was written.
+      if (!(err instanceof FencedError)) this.uncertain = true;
       throw err;
     }
+  }
+
+  /** The lease to check, or an unfenced write (empty token) for a sink without one. */
+  private fence(): Fence {
+    if (!this.lease) return { key: this.key, token: '' };
+    const held = this.lease();
+    if (!held) throw new FencedError('the emit lease is no longer ours: not writing');
+    return held;
   }
 
   async stop(): Promise<void> {}

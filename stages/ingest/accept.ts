@@ -5,11 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Blob, checkFields } from '../../pipeline/claim-check.ts';
-import type { Fence } from '../../pipeline/commit.ts';
 import { StateLostError } from '../../pipeline/generation.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { runScript } from '../../pipeline/scripts.ts';
+import type { Fence } from '../../pipeline/stage.ts';
 import type { Envelope } from './envelope.ts';
 
 export interface Accepted {

@@ -18,30 +18,16 @@
  * that no other e2e file uses it meanwhile. Either way the broker is brought up again when the test
  * ends, also when it fails.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  createTopic,
-  decodeTopic,
-  deleteTopics,
-  KAFKA_BROKER,
-  readTopic,
-  topicCount,
-  uniqueTopic,
-  waitForCount,
-} from '../support/e2e-kafka.ts';
-import { brokerLockFile, type HeldLock, lockBroker } from '../support/e2e-lock.ts';
+import { expect, it } from 'vitest';
+import { createTopic, decodeTopic, readTopic, topicCount, waitForCount } from '../support/e2e-kafka.ts';
+import { useOutageBroker } from '../support/e2e-lock.ts';
 import { E2EPipeline } from '../support/e2e-pipeline.ts';
 import { churnScenario, emissionCauses, expectEveryUpdateOnce } from '../support/e2e-scenario.ts';
-import { kafkaDown, kafkaService, kafkaUp } from '../support/e2e-services.ts';
+import { kafkaDown, kafkaUp } from '../support/e2e-services.ts';
 import { delay, eventually } from '../support/eventually.ts';
-import { killChildren } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
 
-const SHARED = process.env.ATLAS_E2E_OUTAGE_BROKER === 'shared';
-const PORT = SHARED
-  ? Number(KAFKA_BROKER.split(',')[0]!.split(':').at(-1))
-  : Number(process.env.ATLAS_E2E_OUTAGE_KAFKA_PORT ?? 29092);
-const BROKER = `127.0.0.1:${PORT}`;
+const { port: PORT, broker: BROKER, topic } = useOutageBroker('outage');
 
 const OUTAGE_MS = 30_000;
 const EVENTS_PER_S = 20;
@@ -49,26 +35,6 @@ const EVENTS_PER_S = 20;
 const OPEN_WITHIN_MS = 20_000;
 
 const fx = useRedis('e2e-outage');
-const topic = uniqueTopic('outage');
-let lock: HeldLock | undefined;
-let wasUp = false;
-
-beforeAll(async () => {
-  lock = await lockBroker('exclusive', brokerLockFile(PORT));
-  wasUp = (await kafkaService('status', PORT)).code === 0;
-  await kafkaUp(PORT);
-}, 800_000);
-
-afterAll(async () => {
-  await killChildren();
-  try {
-    await kafkaUp(PORT);
-    await deleteTopics([topic], BROKER).catch(() => undefined);
-    if (!SHARED && !wasUp) await kafkaDown(PORT);
-  } finally {
-    await lock?.release();
-  }
-}, 300_000);
 
 interface Sample {
   /** ms since the broker was down. */

@@ -6,8 +6,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import kafkajs, { type Admin, type KafkaMessage, type PartitionMetadata } from 'kafkajs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FencedError } from '../../pipeline/stage.ts';
 import { ensureTopic, KafkaSink } from '../../stages/emit/kafka-sink.ts';
-import { readLastSequences } from '../../stages/emit/read-back.ts';
+import { readLastSequences, readRanges } from '../../stages/emit/read-back.ts';
 import { decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
 import { message, root } from '../support/out-messages.ts';
 
@@ -24,43 +25,41 @@ const kafka = new kafkajs.Kafka({
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
 
 const sinks: KafkaSink[] = [];
-async function startedSink(options: { topic?: string } = {}): Promise<KafkaSink> {
+async function startedSink(
+  options: { topic?: string; stillActive?: () => Promise<boolean> } = {},
+): Promise<KafkaSink> {
   const sink = new KafkaSink({
     connection: { brokers },
     topic: options.topic ?? topic,
+    transactionalId: `atlas-test-${run}-${options.topic ?? topic}`,
     log,
     clientId: `atlas-test-${run}`,
+    stillActive: options.stillActive,
   });
   sinks.push(sink);
   await sink.start();
   return sink;
 }
 
-/** Every message of the topic, with a consumer of its own. */
+/**
+ * The topic's offsets once the last transaction is settled. They are last stable offsets: a
+ * commit returns before the broker has written its markers, and until then they stay put.
+ */
+async function settledOffsets(name = topic) {
+  for (let last = ''; ; await new Promise((r) => setTimeout(r, 100))) {
+    const offsets = await admin.fetchTopicOffsets(name);
+    if (JSON.stringify(offsets) === last) return offsets;
+    last = JSON.stringify(offsets);
+  }
+}
+
+/** Every committed message of the topic (the sink's own bounded read, read committed). */
 async function readAll(name = topic): Promise<Array<KafkaMessage & { partition: number }>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(name);
-  await admin.disconnect();
-  const total = offsets.reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0);
-  const consumer = kafka.consumer({ groupId: `atlas-test-read-${randomUUID()}` });
+  const offsets = await settledOffsets(name);
+  const ranges = offsets.map((o) => ({ partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) }));
   const seen: Array<KafkaMessage & { partition: number }> = [];
-  await consumer.connect();
-  await consumer.subscribe({ topic: name, fromBeginning: true });
-  await new Promise<void>((resolve, reject) => {
-    if (total === 0) resolve();
-    const timer = setTimeout(() => reject(new Error(`read ${seen.length} of ${total}`)), 30_000);
-    void consumer.run({
-      eachMessage: async ({ partition, message: m }) => {
-        seen.push({ ...m, partition });
-        if (seen.length >= total) {
-          clearTimeout(timer);
-          resolve();
-        }
-      },
-    });
-  });
-  await consumer.disconnect();
+  const read = { kafka, admin, clientId: `atlas-test-${run}`, topic: name, ranges, stallMs: 30_000 };
+  await readRanges(read, (partition, m) => seen.push({ ...m, partition }));
   return seen;
 }
 
@@ -193,13 +192,15 @@ describe('KafkaSink', () => {
     );
     await admin2.disconnect();
     await sink.publish([message(root(5), 1)]);
+    await settledOffsets();
     expect(await sink.lastSequences(undefined, before)).toEqual(new Map([[root(5), 1n]]));
     const atEnd = new Map([...before].map(([p]) => [p, 1n << 60n]));
     expect(await sink.lastSequences(undefined, atEnd)).toEqual(new Map());
   });
 
-  it('after a failed publish, publishing the same messages again writes only what had not landed', async () => {
-    // Two roots in different partitions: a batch too large for the topic fails in one, lands in the other.
+  it('a failed publish lands nothing (one transaction); publishing the same messages again writes each once', async () => {
+    // Two roots in different partitions: a batch too large for the topic fails in one; the other
+    // partition's part was written too, but its transaction is aborted, so no reader sees it.
     const small = root(10);
     let large = 11;
     while (partitionOf(root(large), PARTITIONS) === partitionOf(small, PARTITIONS)) large++;
@@ -209,9 +210,10 @@ describe('KafkaSink', () => {
     const tooLarge = { ...message(root(large), 2), value: randomBytes(300_000) };
     const batch = [message(small, 2), tooLarge];
     await expect(sink.publish(batch)).rejects.toThrow();
+    await settledOffsets();
     expect(await sink.lastSequences([small, root(large)])).toEqual(
       new Map([
-        [small, 2n],
+        [small, 1n],
         [root(large), 1n],
       ]),
     );
@@ -222,6 +224,44 @@ describe('KafkaSink', () => {
       read.filter((m) => m.key?.toString('hex') === r).map((m) => m.headers?.['sequence-number']?.toString());
     expect(seqs(small)).toEqual(['1', '2', '3']);
     expect(seqs(root(large))).toEqual(['1', '2']);
+  });
+});
+
+describe('KafkaSink fencing (one transactional id per emit role)', () => {
+  it('a newer instance fences the older one: its publish fails with FencedError and lands nothing', async () => {
+    const older = await startedSink();
+    await older.publish([message(root(20), 1)]);
+    // Initialises the same transactional id: a new epoch, the older one's transactions settled.
+    const newer = await startedSink();
+    await expect(older.publish([message(root(20), 2)])).rejects.toBeInstanceOf(FencedError);
+    expect(await newer.lastSequences([root(20)])).toEqual(new Map([[root(20), 1n]]));
+    await newer.publish([message(root(20), 2)]);
+    const seqs = (await readAll())
+      .filter((m) => m.key?.toString('hex') === root(20))
+      .map((m) => m.headers?.['sequence-number']?.toString());
+    expect(seqs).toEqual(['1', '2']);
+  });
+
+  it('each start() initialises anew, fencing whoever held the role in between', async () => {
+    const first = await startedSink();
+    const second = await startedSink(); // fences first
+    await second.publish([message(root(22), 1)]);
+    await first.start(); // first is active again: second is the older instance now
+    await expect(second.publish([message(root(22), 2)])).rejects.toBeInstanceOf(FencedError);
+    await first.publish([message(root(22), 2)]);
+    await settledOffsets();
+    expect(await first.lastSequences([root(22)])).toEqual(new Map([[root(22), 2n]]));
+  });
+
+  it('does not initialise a producer once stillActive() says another instance took over', async () => {
+    let active = true;
+    const sink = await startedSink({ stillActive: async () => active });
+    const tooLarge = { ...message(root(21), 1), value: randomBytes(300_000) };
+    await expect(sink.publish([tooLarge])).rejects.toThrow(); // drops the producer
+    active = false;
+    await expect(sink.publish([message(root(21), 1)])).rejects.toBeInstanceOf(FencedError);
+    await settledOffsets();
+    expect(await sink.lastSequences([root(21)])).toEqual(new Map());
   });
 });
 

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { FencedError } from '../../pipeline/stage.ts';
 import { RedisSink } from '../../stages/emit/redis-sink.ts';
 import type { OutMessage } from '../../stages/emit/sink.ts';
 import { REDIS_URL, useRedis } from '../support/redis.ts';
@@ -124,5 +125,32 @@ describe('RedisSink', () => {
     } finally {
       client.disconnect();
     }
+  });
+});
+
+describe('RedisSink fenced by the emit lease', () => {
+  it('writes while the lease is current; once another instance holds it, refuses (FencedError) and writes nothing', async () => {
+    const key = streamKey();
+    const lease = { key: fixture.keys.of('lease', 'emit-fence-test'), token: '7' };
+    await fixture.redis.set(lease.key, '7');
+    const sink = new RedisSink(fixture.redis, key, () => lease);
+    await sink.start();
+    await sink.publish([message(root(1), 1)]);
+
+    await fixture.redis.set(lease.key, '8'); // a successor's token: we were paused past the lease
+    await expect(sink.publish([message(root(1), 2), message(root(2), 1)])).rejects.toBeInstanceOf(
+      FencedError,
+    );
+    await fixture.redis.del(lease.key); // lapsed, nobody holds it yet: still not ours
+    await expect(sink.publish([message(root(1), 2)])).rejects.toBeInstanceOf(FencedError);
+    expect((await entries(key)).map((e) => e.seq?.toString())).toEqual(['1']);
+  });
+
+  it('writes nothing while the instance holds no lease', async () => {
+    const key = streamKey();
+    const sink = new RedisSink(fixture.redis, key, () => undefined);
+    await sink.start();
+    await expect(sink.publish([message(root(1), 1)])).rejects.toBeInstanceOf(FencedError);
+    expect(await fixture.redis.xlen(key)).toBe(0);
   });
 });

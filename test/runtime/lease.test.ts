@@ -109,7 +109,7 @@ describe('a singleton stage with a hot standby', () => {
 });
 
 describe('fencing', () => {
-  it('a commit with a stale fence token fails with FENCED and writes nothing', async () => {
+  it('a commit with a stale fence token fails with FencedError and writes nothing', async () => {
     const { keys } = fx.freshPrefix('lease-fence');
     const key = keys.of('lease', 'x');
     const input = keys.stream('in');
@@ -146,7 +146,7 @@ describe('fencing', () => {
     };
     await expect(
       step().run(fx.redis, { stream: input, group: 'x' }, { lease: { key, token: stale } }),
-    ).rejects.toThrow(FencedError);
+    ).rejects.toBeInstanceOf(FencedError);
     expect(await fx.redis.exists(output, keys.dlq, keys.of('state', 'x'), keys.blobRefs)).toBe(0);
     expect(await fx.redis.keys(keys.blob('*'))).toEqual([]);
     expect(await pendingCount(fx.redis, input, 'x')).toBe(1);

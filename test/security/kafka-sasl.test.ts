@@ -38,7 +38,12 @@ describe('Kafka over SASL_SSL', () => {
     expect(init.stderr).toBe('');
     expect(init.stdout).toContain(`${topic}: created`);
 
-    sink = new KafkaSink({ connection: kafkaConnection(config), topic, log: createLogger('silent') });
+    sink = new KafkaSink({
+      connection: kafkaConnection(config),
+      topic,
+      transactionalId: `atlas-test-sasl-${topic}`,
+      log: createLogger('silent'),
+    });
     await sink.start();
     await sink.publish([message(root(1), 1), message(root(2), 1), message(root(1), 2)]);
     expect(await sink.lastSequences()).toEqual(

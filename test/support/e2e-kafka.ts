@@ -12,9 +12,10 @@ import kafkajs, { type Admin, type Kafka, type KafkaMessage } from 'kafkajs';
 import protobuf from 'protobufjs';
 import { ensureTopic } from '../../stages/emit/kafka-sink.ts';
 import { prepareKafkajs } from '../../stages/emit/kafkajs-node24.ts';
+import { readRanges } from '../../stages/emit/read-back.ts';
 import { decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
 import type { JsonTreeNode } from '../../stages/topology/graph-wire.ts';
-import { delay, withTimeout } from './eventually.ts';
+import { delay } from './eventually.ts';
 import type { PlainNode } from './graph-scenario.ts';
 import { ROOT, runAtlas } from './processes.ts';
 
@@ -89,25 +90,41 @@ export async function withAdmin<T>(fn: (admin: Admin) => Promise<T>, broker = KA
   }
 }
 
-/** Messages in the topic now (sum of high - low watermarks; no transactions, so no markers). */
+/**
+ * Committed messages in the topic now. Not high - low watermarks: the emit stage writes in
+ * transactions, and each transaction marker takes an offset too.
+ */
 export async function topicCount(topic: string, broker = KAFKA_BROKER): Promise<number> {
-  return withAdmin(async (admin) => {
-    const offsets = await admin.fetchTopicOffsets(topic);
-    return offsets.reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0);
-  }, broker);
+  return (await readTopic(topic, 60_000, broker)).length;
 }
 
-/** topicCount over one admin connection kept open, for tight polling loops. */
+/**
+ * Counts the topic's committed messages as they arrive, with one consumer kept running, for
+ * polling loops: count() lags the topic by a fetch (tens of ms), and starts once the consumer
+ * has joined its group.
+ */
 export async function topicCounter(
   topic: string,
   broker = KAFKA_BROKER,
 ): Promise<{ count(): Promise<number>; close(): Promise<void> }> {
-  const admin = kafkaClient('e2e-count', broker).admin();
-  await admin.connect();
+  const kafka = kafkaClient('e2e-count', broker);
+  const groupId = `atlas-e2e-count-${randomUUID()}`;
+  const consumer = kafka.consumer({ groupId, readUncommitted: false, maxWaitTimeInMs: 20 });
+  let seen = 0;
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      seen += batch.messages.length;
+    },
+  });
   return {
-    count: async () =>
-      (await admin.fetchTopicOffsets(topic)).reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0),
-    close: () => admin.disconnect(),
+    count: async () => seen,
+    close: async () => {
+      await consumer.disconnect();
+      await withAdmin((admin) => admin.deleteGroups([groupId]), broker).catch(() => undefined);
+    },
   };
 }
 
@@ -129,8 +146,8 @@ function toTopicMessage(partition: number, m: KafkaMessage): TopicMessage {
 }
 
 /**
- * Every message of the topic up to the high watermarks at the call, in (partition, offset) order,
- * read by a consumer group of its own that commits nothing and is deleted afterwards.
+ * Every committed message of the topic up to the high watermarks at the call, in (partition,
+ * offset) order: the emit stage's bounded read (read committed, a throwaway consumer group).
  */
 export async function readTopic(
   topic: string,
@@ -140,39 +157,20 @@ export async function readTopic(
   const kafka = kafkaClient('e2e-read', broker);
   const admin = kafka.admin();
   await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic);
-  const ends = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
-  const pending = new Set(offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((o) => o.partition));
   const out: TopicMessage[] = [];
-  if (pending.size === 0) {
-    await admin.disconnect();
-    return out;
-  }
-  const groupId = `atlas-e2e-read-${randomUUID()}`;
-  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 });
   try {
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    const done = new Promise<void>((resolve, reject) => {
-      consumer.on(consumer.events.CRASH, ({ payload }) => reject(payload.error));
-      void consumer
-        .run({
-          autoCommit: false,
-          eachBatch: async ({ batch }) => {
-            const end = ends.get(batch.partition) ?? 0n;
-            for (const m of batch.messages) {
-              if (BigInt(m.offset) < end) out.push(toTopicMessage(batch.partition, m));
-            }
-            if (BigInt(batch.lastOffset()) + 1n >= end) pending.delete(batch.partition);
-            if (pending.size === 0) resolve();
-          },
-        })
-        .catch(reject);
-    });
-    await withTimeout(done, timeoutMs, `reading ${topic}: partitions ${[...pending]} unfinished`);
+    const offsets = await admin.fetchTopicOffsets(topic);
+    const ends = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
+    const ranges = offsets.map((o) => ({
+      partition: o.partition,
+      start: BigInt(o.low),
+      end: BigInt(o.high),
+    }));
+    const each = (partition: number, m: KafkaMessage) => {
+      if (BigInt(m.offset) < (ends.get(partition) ?? 0n)) out.push(toTopicMessage(partition, m));
+    };
+    await readRanges({ kafka, admin, clientId: 'atlas-e2e', topic, ranges, stallMs: timeoutMs }, each);
   } finally {
-    await consumer.disconnect();
-    await admin.deleteGroups([groupId]).catch(() => undefined);
     await admin.disconnect();
   }
   return out.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : 1));
@@ -189,18 +187,23 @@ export async function waitForCount(
   quietMs = 1500,
   broker = KAFKA_BROKER,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let count = await topicCount(topic, broker); count !== n; count = await topicCount(topic, broker)) {
-    if (count > n) throw new Error(`${topic} holds ${count} messages, more than the ${n} expected`);
-    if (Date.now() > deadline)
-      throw new Error(`${topic} holds ${count} of ${n} messages after ${timeoutMs} ms`);
-    await delay(200);
-  }
-  const quietUntil = Date.now() + quietMs;
-  while (Date.now() < quietUntil) {
-    await delay(250);
-    const count = await topicCount(topic, broker);
-    if (count !== n) throw new Error(`${topic}: ${count} messages after it held ${n}`);
+  const counter = await topicCounter(topic, broker);
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (let count = await counter.count(); count !== n; count = await counter.count()) {
+      if (count > n) throw new Error(`${topic} holds ${count} messages, more than the ${n} expected`);
+      if (Date.now() > deadline)
+        throw new Error(`${topic} holds ${count} of ${n} messages after ${timeoutMs} ms`);
+      await delay(200);
+    }
+    const quietUntil = Date.now() + quietMs;
+    while (Date.now() < quietUntil) {
+      await delay(250);
+      const count = await counter.count();
+      if (count !== n) throw new Error(`${topic}: ${count} messages after it held ${n}`);
+    }
+  } finally {
+    await counter.close();
   }
 }
 

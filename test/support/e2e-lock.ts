@@ -9,8 +9,10 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { KAFKA_BROKER } from './e2e-kafka.ts';
-import { ROOT } from './processes.ts';
+import { afterAll, beforeAll } from 'vitest';
+import { deleteTopics, KAFKA_BROKER, uniqueTopic } from './e2e-kafka.ts';
+import { kafkaDown, kafkaService, kafkaUp } from './e2e-services.ts';
+import { killChildren, ROOT } from './processes.ts';
 
 const RUN_DIR = process.env.ATLAS_RUN_DIR ?? join(ROOT, '.run');
 
@@ -61,4 +63,56 @@ export async function lockBroker(
       await exited;
     },
   };
+}
+
+/**
+ * For an e2e file on the shared broker: holds the broker lock shared for the file, and at its end
+ * kills the processes it started and deletes its topic. Returns the topic's name (`tag` in it).
+ */
+export function useSharedBroker(tag: string): string {
+  const topic = uniqueTopic(tag);
+  let lock: HeldLock | undefined;
+  beforeAll(async () => {
+    lock = await lockBroker('shared');
+  }, 620_000);
+  afterAll(async () => {
+    await killChildren();
+    await deleteTopics([topic]).catch(() => undefined);
+    await lock?.release();
+  }, 60_000);
+  return topic;
+}
+
+/**
+ * For an e2e file that stops a broker: by default a broker of its own (ops/services on
+ * ATLAS_E2E_OUTAGE_KAFKA_PORT, default 29092), so stopping it disturbs no other test; with
+ * ATLAS_E2E_OUTAGE_BROKER=shared the shared one, held exclusively meanwhile. The broker is up
+ * before the file's tests and brought up again after them (also when they fail), the topic is
+ * deleted, and a broker of its own is stopped again unless it was up before.
+ */
+export function useOutageBroker(tag: string): { port: number; broker: string; topic: string } {
+  const shared = process.env.ATLAS_E2E_OUTAGE_BROKER === 'shared';
+  const port = shared
+    ? Number(KAFKA_BROKER.split(',')[0]!.split(':').at(-1))
+    : Number(process.env.ATLAS_E2E_OUTAGE_KAFKA_PORT ?? 29092);
+  const broker = `127.0.0.1:${port}`;
+  const topic = uniqueTopic(tag);
+  let lock: HeldLock | undefined;
+  let wasUp = false;
+  beforeAll(async () => {
+    lock = await lockBroker('exclusive', brokerLockFile(port));
+    wasUp = (await kafkaService('status', port)).code === 0;
+    await kafkaUp(port);
+  }, 800_000);
+  afterAll(async () => {
+    await killChildren();
+    try {
+      await kafkaUp(port);
+      await deleteTopics([topic], broker).catch(() => undefined);
+      if (!shared && !wasUp) await kafkaDown(port);
+    } finally {
+      await lock?.release();
+    }
+  }, 300_000);
+  return { port, broker, topic };
 }

@@ -13,7 +13,7 @@ import { KAFKA_BROKER } from './e2e-kafka.ts';
 import type { Envelope } from './events.ts';
 import { delay } from './eventually.ts';
 import { type Answer, postJson, request } from './http.ts';
-import { PipelineProcesses, unfinishedLink } from './pipeline-processes.ts';
+import { leaseHolderPid, PipelineProcesses, unfinishedLink } from './pipeline-processes.ts';
 import type { Child } from './processes.ts';
 import { readAll } from './streams.ts';
 
@@ -139,6 +139,11 @@ export class E2EPipeline extends PipelineProcesses {
       out.set(root, [...(out.get(root) ?? []), Number(seq)]);
     }
     return out;
+  }
+
+  /** Name of the process that holds a singleton stage's lease. */
+  async leaseHolder(stage: string): Promise<string | null> {
+    return this.nameOf(await leaseHolderPid(this.redis, this.keys, stage));
   }
 
   deadLetters(): Promise<DeadLetter[]> {

@@ -149,6 +149,14 @@ export class PipelineProcesses {
   }
 }
 
+/** The pid in the consumer name of a singleton stage's lease holder (null when the lease is free). */
+export async function leaseHolderPid(redis: Redis, keys: Keys, stage: string): Promise<number | null> {
+  // The worker's consumer name is `<host>-<pid>-<6 hex>` (pipeline/worker.ts).
+  const holder = await redis.get(`${keys.of('lease', stage)}:holder`);
+  const pid = holder?.match(/-(\d+)-[0-9a-f]{6}$/)?.[1];
+  return pid === undefined ? null : Number(pid);
+}
+
 /**
  * Why not every (stream, group) link has been read and acknowledged in full by the processes'
  * consumer groups; null when all have.

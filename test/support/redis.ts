@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
-import type { Fence } from '../../pipeline/commit.ts';
 import { Generation } from '../../pipeline/generation.ts';
 import { type Keys, keys as keysFor } from '../../pipeline/keys.ts';
+import type { Fence } from '../../pipeline/stage.ts';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
