@@ -31,9 +31,11 @@ import { normalizeHex } from '../../stages/topology/ids.ts';
 import { kafkaInit, tail } from './output.ts';
 import { runStages, UsageError } from './process.ts';
 import { describeRecovery, recover } from './recover.ts';
+import { packageVersion } from './version.ts';
 
 const program = new Command('atlas')
   .description('Atlas pipeline: space-topology events → canonical trust graphs → Kafka')
+  .version(packageVersion())
   .showHelpAfterError();
 
 /** A short-lived Redis session for the inspection commands. */
