@@ -114,6 +114,8 @@ export class AtlasProducer {
     this.timer = undefined;
     this.sending ??= this.drain().finally(() => {
       this.sending = undefined;
+      // a batch filled up while the last request was settling found the drain still running
+      if (this.queue.length > 0) this.startSending();
     });
   }
 
