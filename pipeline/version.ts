@@ -1,10 +1,10 @@
-/** The package's version, for `atlas --version`. */
+/** The package's version, for `atlas --version` and the OpenAPI document. */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 /**
- * package.json is two folders up from the sources (ops/cli) and three from the build
- * (dist/ops/cli): walk up to the first one that is ours rather than hard-code either depth.
+ * package.json is one folder up from the sources (pipeline/) and two from the build
+ * (dist/pipeline/): walk up to the first one that is ours rather than hard-code either depth.
  */
 export function packageVersion(from = import.meta.dirname): string {
   for (let dir = from; ; dir = dirname(dir)) {
