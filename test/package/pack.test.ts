@@ -5,11 +5,13 @@
  * CLI runs (so the compiled code, its Lua scripts and protobuf code are what is exercised).
  */
 import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { measureImageContents } from '../../ops/image-contents.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { Child, ROOT } from '../support/processes.ts';
 import { freePort, useRedis } from '../support/redis.ts';
@@ -162,5 +164,57 @@ export { accepted, mixed, wrong };
     } finally {
       await door.term();
     }
+  });
+
+  it('makes image contents of compiled code and production dependencies only, small enough for the image budget', async () => {
+    const c = await measureImageContents(tarball);
+    const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
+    console.log(
+      `image contents beyond the Node base: ${c.files} files, ${mb(c.bytes)} on disk, ${mb(c.compressedBytes)} compressed ` +
+        `(dist ${mb(c.distBytes)}, node_modules ${mb(c.nodeModulesBytes)}, ${c.packages.length} packages)`,
+    );
+    for (const dep of ['fastify', 'ioredis', 'kafkajs', 'protobufjs', 'zod', 'commander'])
+      expect(c.packages).toContain(dep);
+    for (const dev of [
+      'typescript',
+      'vitest',
+      '@biomejs/biome',
+      'protobufjs-cli',
+      'autocannon',
+      'fast-check',
+    ])
+      expect(c.packages).not.toContain(dev);
+    // the slim Node base is most of the 100 MB (compressed) budget; what we add must stay small
+    expect(c.compressedBytes).toBeLessThan(20 * 1024 * 1024);
+  });
+});
+
+describe('the Dockerfile', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'));
+
+  it('copies only paths that exist and that .dockerignore lets through', () => {
+    const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(' '));
+    expect(sources.length).toBeGreaterThan(5);
+    for (const src of sources) {
+      expect(existsSync(join(ROOT, src)), src).toBe(true);
+      expect(
+        ignored.some((i) => src === i || src.startsWith(`${i}/`)),
+        src,
+      ).toBe(false);
+    }
+  });
+
+  it('generates the protobuf code, installs production dependencies, runs unprivileged under tini with a healthcheck', () => {
+    expect(dockerfile).toMatch(/proto\/generate\.sh/);
+    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/^USER 1000:1000$/m);
+    expect(dockerfile).toMatch(/^HEALTHCHECK .*\n.*dist\/ops\/cli\/healthcheck\.js/m);
+    expect(dockerfile).toMatch(
+      /^ENTRYPOINT \["\/usr\/bin\/tini", "--", "node", "dist\/ops\/cli\/atlas\.js"\]$/m,
+    );
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', 'proto/gen', '.git']));
   });
 });
