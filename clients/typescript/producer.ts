@@ -170,7 +170,10 @@ export class AtlasProducer {
     const errors = body.errors ?? [];
     const code = body.error ?? 'error';
     const message = body.message ?? `HTTP ${status}`;
-    const indexed = status === 400 && errors.length > 0 && errors.every((e) => e.index !== undefined);
+    const indexed =
+      status === 400 &&
+      errors.length > 0 &&
+      errors.every((e) => e.index !== undefined && e.index < batch.length);
     if (!indexed) {
       rejectAll(batch, new AtlasRequestError(status, code, message, errors, body.request_id));
       return [];
