@@ -24,6 +24,7 @@ import { keys } from '../../pipeline/keys.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
 import { redactText, redactUrl } from '../../pipeline/secrets.ts';
+import { packageVersion } from '../../pipeline/version.ts';
 import { jsonView, textView } from '../../stages/canonical/show.ts';
 import { canonicalStore, readCurrent } from '../../stages/canonical/store.ts';
 import { stageNames } from '../../stages/index.ts';
@@ -34,6 +35,7 @@ import { describeRecovery, recover } from './recover.ts';
 
 const program = new Command('atlas')
   .description('Atlas pipeline: space-topology events → canonical trust graphs → Kafka')
+  .version(packageVersion())
   .showHelpAfterError();
 
 /** A short-lived Redis session for the inspection commands. */

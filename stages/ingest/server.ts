@@ -1,5 +1,5 @@
 /**
- * The HTTP door (fastify): POST /events, POST /events/batch, GET /health, /ready, /metrics.
+ * The HTTP door (fastify): POST /events, POST /events/batch, GET /health, /ready, /metrics, /openapi.json.
  * Every answer is JSON with the request id; Redis trouble is a 503 within a second.
  * Hostile input costs the attacker, not Redis: bearer tokens with rate limits, timeouts and
  * a connection cap, a nesting limit checked before parsing, and 429 near Redis maxmemory.
@@ -39,6 +39,7 @@ import {
 } from './errors.ts';
 import { nestsDeeperThan } from './json-depth.ts';
 import { ingestMetrics } from './metrics.ts';
+import { openApiDocument } from './openapi.ts';
 
 export interface IngestOptions {
   config: Config;
@@ -164,6 +165,9 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   });
 
   app.get('/health', OPEN, async (req) => ({ status: 'ok', request_id: req.id }));
+
+  const openApi = openApiDocument({ maxBatch: config.ATLAS_MAX_BATCH_EVENTS });
+  app.get('/openapi.json', OPEN, async () => openApi);
 
   app.get('/ready', async (req, reply) => {
     const lost = generation.lost();

@@ -56,12 +56,14 @@ const extension = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('subtopic'), target_topic_id: topicId }),
 ]);
 
-const trust = z.object({ source_space_id: spaceId, extension, meta });
+// Exported by name so their input types (z.input) give the producer client typed payloads.
+export const spaceCreatedV1 = z.object({ space_id: spaceId, topic_id: topicId, space_type: spaceType, meta });
+export const trustV1 = z.object({ source_space_id: spaceId, extension, meta });
 
 export const payloadSchemas: Record<string, Record<number, z.ZodType>> = {
-  'space.created': { 1: z.object({ space_id: spaceId, topic_id: topicId, space_type: spaceType, meta }) },
-  'space.trust_extended': { 1: trust },
-  'space.trust_revoked': { 1: trust },
+  'space.created': { 1: spaceCreatedV1 },
+  'space.trust_extended': { 1: trustV1 },
+  'space.trust_revoked': { 1: trustV1 },
 };
 
 export type Validation =
