@@ -10,6 +10,7 @@ import { type Config, parseConfig } from '../../pipeline/config.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { kafkaConnection } from '../../stages/emit/kafka-client.ts';
 import { KafkaSink } from '../../stages/emit/kafka-sink.ts';
+import { eventually } from '../support/eventually.ts';
 import { message, root } from '../support/out-messages.ts';
 import { killChildren, runAtlas, spawnAtlas } from '../support/processes.ts';
 import { uniquePrefix } from '../support/redis.ts';
@@ -46,11 +47,14 @@ describe('Kafka over SASL_SSL', () => {
     });
     await sink.start();
     await sink.publish([message(root(1), 1), message(root(2), 1), message(root(1), 2)]);
-    expect(await sink.lastSequences()).toEqual(
-      new Map([
-        [root(1), 2n],
-        [root(2), 1n],
-      ]),
+    // Read committed: the commit's markers land just after the commit returns.
+    await eventually(async () =>
+      expect(await sink.lastSequences()).toEqual(
+        new Map([
+          [root(1), 2n],
+          [root(2), 1n],
+        ]),
+      ),
     );
 
     const tail = await runAtlas(['tail', '--from-beginning', '--exit'], env, 60_000);
