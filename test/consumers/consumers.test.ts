@@ -1,0 +1,180 @@
+/**
+ * The example consumers of topology.canonical (clients/consumers/{typescript,python,go}), each run
+ * as its own process in its --until-end mode against the real Kafka broker:
+ *
+ * - on a topic the whole pipeline published a fixture to: each prints the fixture's final graph
+ *   as the latest of its root, and reports no gap and no repeat;
+ * - on a topic of crafted messages, written in transactions (one aborted) and zstd-compressed:
+ *   each skips the aborted message (read committed), reports the repeat it skips and the gap it
+ *   applies, and prints the last committed graph of each root.
+ *
+ * clients/consumers/setup builds the Python and Go consumers first (cached in .run/consumers/).
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import kafkajs from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { topology } from '../../proto/gen/atlas.js';
+import {
+  createTopic,
+  deleteTopics,
+  KAFKA_BROKER,
+  kafkaClient,
+  kafkaInit,
+  uniqueTopic,
+  waitForCount,
+} from '../support/e2e-kafka.ts';
+import { type HeldLock, lockBroker } from '../support/e2e-lock.ts';
+import { E2EPipeline } from '../support/e2e-pipeline.ts';
+import { type FinalGraph, loadFixtures } from '../support/graph-scenario.ts';
+import { killChildren, ROOT } from '../support/processes.ts';
+import { useRedis } from '../support/redis.ts';
+
+const run = promisify(execFile);
+const HERE = join(ROOT, 'clients', 'consumers');
+const BUILT = join(ROOT, '.run', 'consumers');
+
+/** Each consumer's command line, up to the arguments every one takes. */
+const CONSUMERS: Record<string, string[]> = {
+  typescript: [process.execPath, join(HERE, 'typescript', 'consume.ts')],
+  python: [join(BUILT, 'venv', 'bin', 'python'), join(HERE, 'python', 'consume.py')],
+  go: [join(BUILT, 'bin', 'atlas-consumer')],
+};
+const LANGUAGES = Object.keys(CONSUMERS);
+
+interface Output {
+  latest: Record<string, FinalGraph & { sequence_number: number }>;
+  anomalies: { kind: 'gap' | 'repeat'; root: string; expected: number; got: number }[];
+}
+
+async function consume(language: string, topic: string): Promise<Output> {
+  const [command, ...args] = CONSUMERS[language]!;
+  const { stdout } = await run(
+    command!,
+    [...args, '--broker', KAFKA_BROKER, '--topic', topic, '--until-end'],
+    {
+      timeout: 60_000,
+      env: { ...process.env, PYTHONPATH: join(BUILT, 'python') },
+    },
+  );
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as Output;
+}
+
+const fixture = loadFixtures().find((f) => f.name === 'subtree-via-topic')!;
+const fx = useRedis('consumers');
+const pipelineTopic = uniqueTopic('consumers');
+const craftedTopic = uniqueTopic('consumers-crafted');
+let lock: HeldLock | undefined;
+
+beforeAll(async () => {
+  lock = await lockBroker('shared');
+  // First run on a machine: a venv, two wheels, a Go build (about a minute); then seconds.
+  await run('bash', [join(HERE, 'setup'), ...LANGUAGES.filter((l) => l !== 'typescript')], {
+    timeout: 600_000,
+  });
+}, 1_200_000);
+
+afterAll(async () => {
+  await killChildren();
+  await deleteTopics([pipelineTopic, craftedTopic]).catch(() => undefined);
+  await lock?.release();
+}, 60_000);
+
+describe('on the topic the pipeline published a fixture to', () => {
+  beforeAll(async () => {
+    const p = new E2EPipeline(fx.redis, {
+      prefix: fx.freshPrefix('consumers').prefix,
+      topic: pipelineTopic,
+      roots: fixture.roots,
+    });
+    await kafkaInit(pipelineTopic);
+    await p.up();
+    await p.post(fixture.events, { mode: 'batch' });
+    const total = fixture.roots.reduce((n, r) => n + fixture.expected[r]!.emissions_per_event_mode, 0);
+    await waitForCount(pipelineTopic, total, 60_000);
+    await p.stop();
+  }, 120_000);
+
+  it.each(LANGUAGES)(
+    '%s: the latest graph of each root is the final one, no gap, no repeat',
+    async (language) => {
+      const out = await consume(language, pipelineTopic);
+      expect(out.anomalies).toEqual([]);
+      expect(Object.keys(out.latest).sort()).toEqual([...fixture.roots].sort());
+      for (const root of fixture.roots) {
+        const { sequence_number, ...graph } = out.latest[root]!;
+        expect(graph).toEqual(fixture.expected[root]!.final);
+        expect(sequence_number).toBe(fixture.expected[root]!.emissions_per_event_mode);
+      }
+    },
+  );
+});
+
+describe('on crafted messages: a repeat, a gap, an aborted transaction', () => {
+  const A = 'a1000000000000000000000000000001';
+  const B = 'b2000000000000000000000000000002';
+  /** Root plus one verified child whose id names the sequence number, so each update differs. */
+  const graph = (root: string, seq: number): FinalGraph & { sequence_number: number } => {
+    const child = `c${seq.toString(16).padStart(31, '0')}`;
+    return {
+      root_id: root,
+      tree: {
+        space_id: root,
+        edge: 'root',
+        topic_id: null,
+        children: [{ space_id: child, edge: 'verified', topic_id: null, children: [] }],
+      },
+      canonical_space_ids: [root, child].sort(),
+      sequence_number: seq,
+    };
+  };
+  const message = (root: string, seq: number) => {
+    const g = graph(root, seq);
+    const id = (hex: string) => Buffer.from(hex, 'hex');
+    const value = topology.CanonicalGraphUpdated.encode({
+      rootId: id(root),
+      tree: {
+        spaceId: id(root),
+        edgeType: topology.EdgeType.EDGE_TYPE_ROOT,
+        children: [
+          { spaceId: id(g.tree.children[0]!.space_id), edgeType: topology.EdgeType.EDGE_TYPE_VERIFIED },
+        ],
+      },
+      canonicalSpaceIds: g.canonical_space_ids.map(id),
+      sequenceNumber: seq,
+    }).finish();
+    return { key: id(root), value: Buffer.from(value), headers: { 'sequence-number': String(seq) } };
+  };
+
+  beforeAll(async () => {
+    await createTopic(craftedTopic);
+    const producer = kafkaClient('consumers-crafted').producer({
+      transactionalId: `atlas-${craftedTopic}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    const inTransaction = async (messages: ReturnType<typeof message>[], commit: boolean) => {
+      const tx = await producer.transaction();
+      await tx.send({ topic: craftedTopic, compression: kafkajs.CompressionTypes.ZSTD, messages });
+      await (commit ? tx.commit() : tx.abort());
+    };
+    try {
+      await inTransaction([message(A, 1), message(A, 2), message(B, 1)], true);
+      await inTransaction([message(A, 3)], false);
+      await inTransaction([message(A, 2), message(A, 4), message(B, 2)], true);
+    } finally {
+      await producer.disconnect();
+    }
+  }, 60_000);
+
+  it.each(LANGUAGES)('%s: skips the aborted message and the repeat, flags the gap', async (language) => {
+    const out = await consume(language, craftedTopic);
+    expect(out.anomalies).toEqual([
+      { kind: 'repeat', root: A, expected: 3, got: 2 },
+      { kind: 'gap', root: A, expected: 3, got: 4 },
+    ]);
+    expect(out.latest).toEqual({ [A]: graph(A, 4), [B]: graph(B, 2) });
+  });
+});
