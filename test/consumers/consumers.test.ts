@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { topology } from '../../proto/gen/atlas.js';
+import { encodeCanonicalGraphUpdated } from '../../stages/serialize/encode.ts';
 import {
   createTopic,
   deleteTopics,
@@ -111,39 +111,48 @@ describe('on the topic the pipeline published a fixture to', () => {
   );
 });
 
-describe('on crafted messages: a repeat, a gap, an aborted transaction', () => {
+describe('on crafted messages: a repeat, a gap, an aborted transaction, a deep tree', () => {
   const A = 'a1000000000000000000000000000001';
   const B = 'b2000000000000000000000000000002';
-  /** Root plus one verified child whose id names the sequence number, so each update differs. */
-  const graph = (root: string, seq: number): FinalGraph & { sequence_number: number } => {
-    const child = `c${seq.toString(16).padStart(31, '0')}`;
-    return {
-      root_id: root,
-      tree: {
-        space_id: root,
-        edge: 'root',
-        topic_id: null,
-        children: [{ space_id: child, edge: 'verified', topic_id: null, children: [] }],
-      },
-      canonical_space_ids: [root, child].sort(),
-      sequence_number: seq,
-    };
+  const DEEP = 'd3000000000000000000000000000003';
+  type Update = FinalGraph & { sequence_number: number };
+  type Node = Update['tree'];
+  /**
+   * The root over a chain of `depth` verified spaces whose ids name the sequence number and the
+   * level, so each update differs.
+   */
+  const graph = (root: string, seq: number, depth = 1): Update => {
+    const ids = Array.from(
+      { length: depth },
+      (_, i) => `c${seq.toString(16).padStart(15, '0')}${i.toString(16).padStart(16, '0')}`,
+    );
+    const tree: Node = { space_id: root, edge: 'root', topic_id: null, children: [] };
+    let parent = tree;
+    for (const space_id of ids) {
+      const child: Node = { space_id, edge: 'verified', topic_id: null, children: [] };
+      parent.children.push(child);
+      parent = child;
+    }
+    return { root_id: root, tree, canonical_space_ids: [root, ...ids].sort(), sequence_number: seq };
   };
-  const message = (root: string, seq: number) => {
-    const g = graph(root, seq);
-    const id = (hex: string) => Buffer.from(hex, 'hex');
-    const value = topology.CanonicalGraphUpdated.encode({
-      rootId: id(root),
-      tree: {
-        spaceId: id(root),
-        edgeType: topology.EdgeType.EDGE_TYPE_ROOT,
-        children: [
-          { spaceId: id(g.tree.children[0]!.space_id), edgeType: topology.EdgeType.EDGE_TYPE_VERIFIED },
-        ],
+  const id = (hex: string) => Buffer.from(hex, 'hex');
+  /** Encoded by the pipeline's own encoder: protobufjs's generated one stops at 100 levels. */
+  const message = (root: string, seq: number, depth = 1) => {
+    const g = graph(root, seq, depth);
+    // The wire table lists subtrees children first: the deepest space, …, the root.
+    const chain: Node[] = [];
+    for (let n: Node | undefined = g.tree; n; n = n.children[0]) chain.unshift(n);
+    const value = encodeCanonicalGraphUpdated(
+      {
+        root_id: root,
+        hash: '',
+        expanded_nodes: chain.length,
+        canonical_space_ids: g.canonical_space_ids,
+        nodes: chain.map((n, i) => [n.space_id, n.edge, '', i === 0 ? [] : [i - 1]]),
+        meta: { block_number: String(seq), block_timestamp: '1732300000', tx_hash: '', cursor: `c${seq}` },
       },
-      canonicalSpaceIds: g.canonical_space_ids.map(id),
-      sequenceNumber: seq,
-    }).finish();
+      seq,
+    );
     return { key: id(root), value: Buffer.from(value), headers: { 'sequence-number': String(seq) } };
   };
 
@@ -161,7 +170,7 @@ describe('on crafted messages: a repeat, a gap, an aborted transaction', () => {
       await (commit ? tx.commit() : tx.abort());
     };
     try {
-      await inTransaction([message(A, 1), message(A, 2), message(B, 1)], true);
+      await inTransaction([message(A, 1), message(A, 2), message(B, 1), message(DEEP, 1, 300)], true);
       await inTransaction([message(A, 3)], false);
       await inTransaction([message(A, 2), message(A, 4), message(B, 2)], true);
     } finally {
@@ -169,12 +178,15 @@ describe('on crafted messages: a repeat, a gap, an aborted transaction', () => {
     }
   }, 60_000);
 
-  it.each(LANGUAGES)('%s: skips the aborted message and the repeat, flags the gap', async (language) => {
-    const out = await consume(language, craftedTopic);
-    expect(out.anomalies).toEqual([
-      { kind: 'repeat', root: A, expected: 3, got: 2 },
-      { kind: 'gap', root: A, expected: 3, got: 4 },
-    ]);
-    expect(out.latest).toEqual({ [A]: graph(A, 4), [B]: graph(B, 2) });
-  });
+  it.each(LANGUAGES)(
+    '%s: skips the aborted message and the repeat, flags the gap, decodes the deep tree',
+    async (language) => {
+      const out = await consume(language, craftedTopic);
+      expect(out.anomalies).toEqual([
+        { kind: 'repeat', root: A, expected: 3, got: 2 },
+        { kind: 'gap', root: A, expected: 3, got: 4 },
+      ]);
+      expect(out.latest).toEqual({ [A]: graph(A, 4), [B]: graph(B, 2), [DEEP]: graph(DEEP, 1, 300) });
+    },
+  );
 });
