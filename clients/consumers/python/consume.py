@@ -97,10 +97,12 @@ class LatestGraphs:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--broker", default="127.0.0.1:9092")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--broker", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     parser.add_argument("--topic", default="topology.canonical")
-    parser.add_argument("--until-end", action="store_true")
+    parser.add_argument(
+        "--until-end", action="store_true", help="stop at the end and print {latest, anomalies} as JSON"
+    )
     args = parser.parse_args()
     allow_deep_trees()
 
