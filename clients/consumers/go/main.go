@@ -88,7 +88,9 @@ func run(ctx context.Context, brokers []string, topic string, untilEnd bool) err
 			if untilEnd && record.Offset+1 >= pending[record.Partition] {
 				delete(pending, record.Partition)
 			}
-			if record.Attrs.IsControl() {
+			// Neither a marker nor a tombstone (no value: the pipeline writes none, an operator
+			// might) is an update.
+			if record.Attrs.IsControl() || record.Value == nil {
 				continue
 			}
 			var update topologypb.CanonicalGraphUpdated

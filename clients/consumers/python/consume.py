@@ -141,6 +141,9 @@ def main():
                     raise KafkaException(message.error())
                 unfinished.discard(message.partition())
                 continue
+            # A tombstone (no value) is not an update; the pipeline writes none, an operator might.
+            if message.value() is None:
+                continue
             update = topology_pb2.CanonicalGraphUpdated.FromString(message.value())
             graph = graph_of(update)
             if graphs.apply(graph) and not args.until_end:

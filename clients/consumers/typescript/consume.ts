@@ -66,6 +66,7 @@ await consumer.run({
   autoCommit: false,
   eachBatch: async ({ batch }) => {
     for (const message of batch.messages) {
+      // A tombstone (no value) is not an update; the pipeline writes none, an operator might.
       if (!message.value) continue;
       const graph = graphOf(decodeCanonicalGraphUpdated(message.value));
       if (graphs.apply(graph) && !pending) console.log(JSON.stringify(graph));
