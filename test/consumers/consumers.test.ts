@@ -2,11 +2,12 @@
  * The example consumers of topology.canonical (clients/consumers/{typescript,python,go}), each run
  * as its own process in its --until-end mode against the real Kafka broker:
  *
- * - on a topic the whole pipeline published a fixture to: each prints the fixture's final graph
- *   as the latest of its root, and reports no gap and no repeat;
+ * - on a topic the whole pipeline published a fixture to (each of shared/fixtures/topology): each
+ *   prints the fixture's final graph as the latest of its root, and reports no gap and no repeat;
  * - on a topic of crafted messages, written in transactions (one aborted) and zstd-compressed:
  *   each skips the aborted message (read committed), reports the repeat it skips and the gap it
- *   applies, and prints the last committed graph of each root.
+ *   applies, decodes a tree nested deeper than protobuf's default limit of 100, and prints the
+ *   last committed graph of each root.
  *
  * clients/consumers/setup builds the Python and Go consumers first (cached in .run/consumers/).
  */
@@ -61,15 +62,16 @@ async function consume(language: string, topic: string): Promise<Output> {
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as Output;
 }
 
-const fixture = loadFixtures().find((f) => f.name === 'subtree-via-topic')!;
+const fixtures = loadFixtures();
 const fx = useRedis('consumers');
-const pipelineTopic = uniqueTopic('consumers');
 const craftedTopic = uniqueTopic('consumers-crafted');
+const topics = [craftedTopic];
 let lock: HeldLock | undefined;
 
 beforeAll(async () => {
   lock = await lockBroker('shared');
-  // First run on a machine: a venv, two wheels, a Go build (about a minute); then seconds.
+  // First run on a machine: a venv with three wheels, protoc-gen-go and a Go build (minutes,
+  // mostly compiling); then well under a second.
   await run('bash', [join(HERE, 'setup'), ...LANGUAGES.filter((l) => l !== 'typescript')], {
     timeout: 600_000,
   });
@@ -77,39 +79,45 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killChildren();
-  await deleteTopics([pipelineTopic, craftedTopic]).catch(() => undefined);
+  await deleteTopics(topics).catch(() => undefined);
   await lock?.release();
 }, 60_000);
 
-describe('on the topic the pipeline published a fixture to', () => {
-  beforeAll(async () => {
-    const p = new E2EPipeline(fx.redis, {
-      prefix: fx.freshPrefix('consumers').prefix,
-      topic: pipelineTopic,
-      roots: fixture.roots,
-    });
-    await kafkaInit(pipelineTopic);
-    await p.up();
-    await p.post(fixture.events, { mode: 'batch' });
-    const total = fixture.roots.reduce((n, r) => n + fixture.expected[r]!.emissions_per_event_mode, 0);
-    await waitForCount(pipelineTopic, total, 60_000);
-    await p.stop();
-  }, 120_000);
+describe.each(fixtures.map((f) => [f.name, f] as const))(
+  'on the topic the pipeline published fixture %s to',
+  (_name, fixture) => {
+    const pipelineTopic = uniqueTopic('consumers');
+    topics.push(pipelineTopic);
 
-  it.each(LANGUAGES)(
-    '%s: the latest graph of each root is the final one, no gap, no repeat',
-    async (language) => {
-      const out = await consume(language, pipelineTopic);
-      expect(out.anomalies).toEqual([]);
-      expect(Object.keys(out.latest).sort()).toEqual([...fixture.roots].sort());
-      for (const root of fixture.roots) {
-        const { sequence_number, ...graph } = out.latest[root]!;
-        expect(graph).toEqual(fixture.expected[root]!.final);
-        expect(sequence_number).toBe(fixture.expected[root]!.emissions_per_event_mode);
-      }
-    },
-  );
-});
+    beforeAll(async () => {
+      const p = new E2EPipeline(fx.redis, {
+        prefix: fx.freshPrefix('consumers').prefix,
+        topic: pipelineTopic,
+        roots: fixture.roots,
+      });
+      await kafkaInit(pipelineTopic);
+      await p.up();
+      await p.post(fixture.events, { mode: 'batch' });
+      const total = fixture.roots.reduce((n, r) => n + fixture.expected[r]!.emissions_per_event_mode, 0);
+      await waitForCount(pipelineTopic, total, 60_000);
+      await p.stop();
+    }, 120_000);
+
+    it.each(LANGUAGES)(
+      '%s: the latest graph of each root is the final one, no gap, no repeat',
+      async (language) => {
+        const out = await consume(language, pipelineTopic);
+        expect(out.anomalies).toEqual([]);
+        expect(Object.keys(out.latest).sort()).toEqual([...fixture.roots].sort());
+        for (const root of fixture.roots) {
+          const { sequence_number, ...graph } = out.latest[root]!;
+          expect(graph).toEqual(fixture.expected[root]!.final);
+          expect(sequence_number).toBe(fixture.expected[root]!.emissions_per_event_mode);
+        }
+      },
+    );
+  },
+);
 
 describe('on crafted messages: a repeat, a gap, an aborted transaction, a deep tree', () => {
   const A = 'a1000000000000000000000000000001';
