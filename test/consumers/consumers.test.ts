@@ -7,7 +7,7 @@
  * - on a topic of crafted messages, written in transactions (one aborted) and zstd-compressed:
  *   each skips the aborted message (read committed), reports the repeat it skips and the gap it
  *   applies, decodes a tree nested deeper than protobuf's default limit of 100, and prints the
- *   last committed graph of each root.
+ *   last committed graph of each root; on a message that does not decode, each exits 1 naming it.
  *
  * clients/consumers/setup builds the Python and Go consumers first (cached in .run/consumers/).
  */
@@ -197,4 +197,28 @@ describe('on crafted messages: a repeat, a gap, an aborted transaction, a deep t
       expect(out.latest).toEqual({ [A]: graph(A, 4), [B]: graph(B, 2), [DEEP]: graph(DEEP, 1, 300) });
     },
   );
+
+  describe('and bytes that are not a CanonicalGraphUpdated', () => {
+    const badTopic = uniqueTopic('consumers-bad');
+    topics.push(badTopic);
+
+    beforeAll(async () => {
+      await createTopic(badTopic, 1);
+      const producer = kafkaClient('consumers-bad').producer();
+      await producer.connect();
+      // Field 1 (root_id) says 16 bytes follow; one does.
+      const truncated = { key: id(A), value: Buffer.from([0x0a, 0x10, 0x01]) };
+      await producer.send({ topic: badTopic, messages: [message(A, 1), truncated] });
+      await producer.disconnect();
+    }, 60_000);
+
+    it.each(LANGUAGES)('%s: exits 1 naming the message', async (language) => {
+      const failed = await consume(language, badTopic).then(
+        (out) => ({ code: 0, stderr: JSON.stringify(out) }),
+        (err: { code?: number; stderr?: string }) => err,
+      );
+      expect(failed.code).toBe(1);
+      expect(failed.stderr).toContain('partition 0 offset 1');
+    });
+  });
 });

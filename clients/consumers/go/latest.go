@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"atlas-pipeline/clients/consumers/go/topologypb"
@@ -38,6 +39,9 @@ var edges = map[topologypb.EdgeType]string{
 }
 
 func graphOf(u *topologypb.CanonicalGraphUpdated) (*Graph, error) {
+	if u.Tree == nil {
+		return nil, errors.New("CanonicalGraphUpdated without a tree")
+	}
 	ids := make([]string, len(u.CanonicalSpaceIds))
 	for i, id := range u.CanonicalSpaceIds {
 		ids[i] = hex.EncodeToString(id)

@@ -93,11 +93,8 @@ func run(ctx context.Context, brokers []string, topic string, untilEnd bool) err
 			if record.Attrs.IsControl() || record.Value == nil {
 				continue
 			}
-			var update topologypb.CanonicalGraphUpdated
-			if err := unmarshal.Unmarshal(record.Value, &update); err != nil {
-				return fmt.Errorf("partition %d offset %d: %w", record.Partition, record.Offset, err)
-			}
-			graph, err := graphOf(&update)
+			// Not a CanonicalGraphUpdated: stop here rather than keep a graph that may be stale.
+			graph, err := decode(record.Value)
 			if err != nil {
 				return fmt.Errorf("partition %d offset %d: %w", record.Partition, record.Offset, err)
 			}
@@ -109,6 +106,14 @@ func run(ctx context.Context, brokers []string, topic string, untilEnd bool) err
 		}
 	}
 	return out.Encode(map[string]any{"latest": graphs.Latest, "anomalies": anomalies})
+}
+
+func decode(value []byte) (*Graph, error) {
+	var update topologypb.CanonicalGraphUpdated
+	if err := unmarshal.Unmarshal(value, &update); err != nil {
+		return nil, err
+	}
+	return graphOf(&update)
 }
 
 // endOffsets gives the last stable offset of each partition that has records below it: read

@@ -15,6 +15,7 @@ import sys
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from google.protobuf.internal import api_implementation
+from google.protobuf.message import DecodeError
 
 import topology_pb2
 
@@ -45,6 +46,8 @@ def graph_of(update):
     """The update as JSON-ready data: hex ids, topic_id None unless the edge is topic."""
 
     def node(n):
+        if n.edge_type not in EDGES:
+            raise ValueError(f"tree node with edge type {n.edge_type}")
         return {
             "space_id": n.space_id.hex(),
             "edge": EDGES[n.edge_type],
@@ -52,6 +55,8 @@ def graph_of(update):
             "children": [],
         }
 
+    if not update.HasField("tree"):
+        raise ValueError("CanonicalGraphUpdated without a tree")
     # Iterative: the tree may be deeper than Python's recursion limit.
     tree = node(update.tree)
     stack = [(update.tree, tree)]
@@ -144,8 +149,11 @@ def main():
             # A tombstone (no value) is not an update; the pipeline writes none, an operator might.
             if message.value() is None:
                 continue
-            update = topology_pb2.CanonicalGraphUpdated.FromString(message.value())
-            graph = graph_of(update)
+            try:
+                graph = graph_of(topology_pb2.CanonicalGraphUpdated.FromString(message.value()))
+            except (DecodeError, ValueError) as err:
+                # Not a CanonicalGraphUpdated: stop here rather than keep a graph that may be stale.
+                sys.exit(f"partition {message.partition()} offset {message.offset()}: {err}")
             if graphs.apply(graph) and not args.until_end:
                 print(json.dumps(graph), flush=True)
     except KeyboardInterrupt:

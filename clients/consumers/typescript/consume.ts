@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import kafkajs from 'kafkajs';
 import { prepareKafkajs } from '../../../stages/emit/kafkajs-node24.ts';
 import { decodeCanonicalGraphUpdated } from '../../../stages/serialize/decode.ts';
-import { type Anomaly, graphOf, LatestGraphs } from './latest-graphs.ts';
+import { type Anomaly, type Graph, graphOf, LatestGraphs } from './latest-graphs.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -68,7 +68,14 @@ await consumer.run({
     for (const message of batch.messages) {
       // A tombstone (no value) is not an update; the pipeline writes none, an operator might.
       if (!message.value) continue;
-      const graph = graphOf(decodeCanonicalGraphUpdated(message.value));
+      let graph: Graph;
+      try {
+        graph = graphOf(decodeCanonicalGraphUpdated(message.value));
+      } catch (err) {
+        // Not a CanonicalGraphUpdated: stop here rather than keep a graph that may be stale.
+        console.error(`partition ${batch.partition} offset ${message.offset}: ${(err as Error).message}`);
+        process.exit(1);
+      }
       if (graphs.apply(graph) && !pending) console.log(JSON.stringify(graph));
     }
     if (!pending) return;
