@@ -38,7 +38,11 @@ const graphs = new LatestGraphs((anomaly) => {
   console.error(JSON.stringify({ anomaly }));
 });
 
-/** Next offset to reach per partition before --until-end stops; empty partitions are done already. */
+/**
+ * Next offset to reach per partition before --until-end stops; empty partitions are done already.
+ * These are high watermarks (kafkajs's admin lists no last stable offsets): a transaction still
+ * open at start is waited for until it commits or aborts.
+ */
 async function endOffsets(): Promise<Map<number, bigint>> {
   const admin = kafka.admin();
   await admin.connect();
