@@ -120,14 +120,17 @@ func decode(value []byte) (*Graph, error) {
 // committed, the consumer cannot go past it, and all before it is decided.
 func endOffsets(ctx context.Context, admin *kadm.Client, topic string) (map[int32]int64, error) {
 	starts, err := admin.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
 	if err != nil {
 		return nil, err
 	}
 	ends, err := admin.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = ends.Error()
 	}
-	if err := ends.Error(); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	pending := map[int32]int64{}
