@@ -49,7 +49,7 @@ describe('Kafka over SASL_SSL', () => {
     await sink.publish([message(root(1), 1), message(root(2), 1), message(root(1), 2)]);
     // Read committed: the commit's markers land just after the commit returns.
     await eventually(async () =>
-      expect(await sink.lastSequences()).toEqual(
+      expect(await sink!.lastSequences()).toEqual(
         new Map([
           [root(1), 2n],
           [root(2), 1n],
