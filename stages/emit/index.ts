@@ -9,11 +9,12 @@ import type { Entry } from '../../pipeline/entry.ts';
 import { type Generation, StateLostError } from '../../pipeline/generation.ts';
 import { streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
-import { endToEndSeconds } from '../../pipeline/metrics.ts';
+import { endToEndSeconds, metrics } from '../../pipeline/metrics.ts';
 import { redactUrl } from '../../pipeline/secrets.ts';
 import { type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { kafkaConnection } from './kafka-client.ts';
 import { KafkaSink } from './kafka-sink.ts';
+import { metered } from './metered-sink.ts';
 import { RedisSink } from './redis-sink.ts';
 import { type Sink, sequencesOf, type Tail, unpublished } from './sink.ts';
 
@@ -44,6 +45,8 @@ export const createEmit: StageFactory = (ctx) => {
     try {
       await sink.publish(messages);
       for (const m of messages) published.set(m.rootId, m.sequenceNumber);
+      // Emit's output is the sink, not a stream: the runtime's count of appends does not see it.
+      metrics.entriesOut.inc({ stage: 'emit' }, messages.length);
       breaker.success();
     } catch (err) {
       breaker.failure();
@@ -103,8 +106,8 @@ export const createEmit: StageFactory = (ctx) => {
 export function openSink({ config, redis, keys, log }: StageContext): Sink {
   const topic = config.KAFKA_TOPIC_CANONICAL;
   const sink: Sink = config.KAFKA_BROKER
-    ? new KafkaSink({ connection: kafkaConnection(config), topic, log })
-    : new RedisSink(redis, keys.stream(`out:${topic}`));
+    ? metered(new KafkaSink({ connection: kafkaConnection(config), topic, log }), 'kafka')
+    : metered(new RedisSink(redis, keys.stream(`out:${topic}`)), 'redis');
   log.info(
     config.KAFKA_BROKER
       ? { broker: redactUrl(config.KAFKA_BROKER), topic }
