@@ -5,14 +5,11 @@
  * README's table is not that. The dashboard and alert rules are checked against the same list
  * (test/observe/monitoring.test.ts).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { registry } from '../pipeline/metrics.ts';
 import '../pipeline/pipeline-gauges.ts';
 import '../stages/ingest/metrics.ts';
-import { alignTable, withSection } from './readme-tables.ts';
+import { alignTable, withSection, writeOrCheck } from './readme-tables.ts';
 
-const README = join(import.meta.dirname, '..', 'README.md');
 const START = '<!-- metrics:start (node ops/readme-metrics.ts) -->';
 const END = '<!-- metrics:end -->';
 
@@ -61,13 +58,4 @@ export function readmeWithMetrics(readme: string): string {
   return withSection(readme, START, END, alignTable(metricsTable()));
 }
 
-if (import.meta.main) {
-  const readme = readFileSync(README, 'utf8');
-  const wanted = readmeWithMetrics(readme);
-  if (process.argv.includes('--check')) {
-    if (wanted !== readme) {
-      process.stderr.write('README.md: the metrics table is out of date; run node ops/readme-metrics.ts\n');
-      process.exit(1);
-    }
-  } else writeFileSync(README, wanted);
-}
+if (import.meta.main) writeOrCheck(readmeWithMetrics, 'metrics', 'node ops/readme-metrics.ts');

@@ -1,4 +1,8 @@
 /** The README's generated tables (settings, metrics): aligned Markdown between two markers. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const README = join(import.meta.dirname, '..', 'README.md');
 
 /** The Markdown table with its columns padded to one width each. */
 export function alignTable(table: string): string {
@@ -24,4 +28,18 @@ export function withSection(readme: string, start: string, end: string, body: st
   const to = readme.indexOf(end);
   if (from < 0 || to < from) throw new Error(`README.md has no ${start} … ${end} section`);
   return `${readme.slice(0, from + start.length)}\n${body}\n${readme.slice(to)}`;
+}
+
+/**
+ * A generator's command line: writes the README as `update` makes it, or with `--check` exits 1
+ * (saying `how` to fix it) when the README is not that.
+ */
+export function writeOrCheck(update: (readme: string) => string, what: string, how: string): void {
+  const readme = readFileSync(README, 'utf8');
+  const wanted = update(readme);
+  if (!process.argv.includes('--check')) writeFileSync(README, wanted);
+  else if (wanted !== readme) {
+    process.stderr.write(`README.md: the ${what} table is out of date; run ${how}\n`);
+    process.exit(1);
+  }
 }
