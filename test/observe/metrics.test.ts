@@ -15,12 +15,16 @@ import { createEmit } from '../../stages/emit/index.ts';
 import { testConfig, testLog } from '../support/config.ts';
 import { spaceCreated, spaceId } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';
-import { postJson, startDoor } from '../support/http.ts';
-import { useRedis } from '../support/redis.ts';
+import { postJson, request, startDoor } from '../support/http.ts';
+import { killChildren, spawnStage } from '../support/processes.ts';
+import { freePort, useRedis } from '../support/redis.ts';
 import { startStage, stopStages } from '../support/workers.ts';
 
 const fx = useRedis('metrics');
-afterEach(() => stopStages());
+afterEach(async () => {
+  await stopStages();
+  await killChildren();
+});
 
 /** A metric's value for exactly these labels (0 when the series does not exist). */
 async function value(name: string, labels: Record<string, string>): Promise<number> {
@@ -213,6 +217,32 @@ describe('operator metrics', () => {
     } finally {
       stopReporting();
     }
+  });
+
+  it('a stage process serves the pipeline gauges on its operator listener, also of stages it does not run', async () => {
+    const { prefix, keys } = fx.freshPrefix('metrics-process');
+    const ops = await freePort();
+    const stage = spawnStage('singleton', {
+      ATLAS_PREFIX: prefix,
+      ATLAS_METRICS_PORT: String(ops),
+      ATLAS_LEASE_MS: '1000',
+      TEST_INPUT: streams.ingest,
+      TEST_OUTPUT: streams.validated,
+    });
+    const consumer = await stage.consumer();
+    await stage.waitForLog('active');
+    // A stage with no process at all: its group on `validated` and two entries it never reads.
+    await fx.redis.xgroup('CREATE', keys.stream(streams.validated), 'nobody', '$', 'MKSTREAM');
+    await fx.redis.xadd(keys.stream(streams.ingest), '*', 'n', '1');
+    await fx.redis.xadd(keys.stream(streams.ingest), '*', 'n', '2');
+    await eventually(async () => {
+      const text = (await request(`http://127.0.0.1:${ops}/metrics`)).text;
+      expect(text).toContain(`atlas_lease_holder{stage="singleton",consumer="${consumer}"} 1`);
+      expect(text).toContain('atlas_consumer_lag_entries{stage="nobody"} 2');
+      expect(text).toContain('atlas_consumer_lag_entries{stage="singleton"} 0');
+      const age = /^atlas_consumer_lag_seconds\{stage="nobody"\} (\S+)$/m.exec(text);
+      expect(Number(age?.[1])).toBeGreaterThan(1);
+    }, 15_000);
   });
 
   it('times door requests by route and status, and reports Redis memory', async () => {
