@@ -50,8 +50,8 @@ export async function stageComponent(
 export async function run(components: Component[], config: Config, log: Logger): Promise<void> {
   const metricsServer = config.ATLAS_METRICS_PORT > 0 ? serveOps(config, components, log) : undefined;
   // Stage processes only: the door's Redis user may not read the other streams or the DLQ.
-  const pipeline =
-    metricsServer && components.some((c) => 'worker' in c) ? pipelineGauges(config, log) : undefined;
+  // Read only when scraped (the operator listener, or the door's /metrics in the same process).
+  const pipeline = components.some((c) => 'worker' in c) ? pipelineGauges(config, log) : undefined;
   let stopping = false;
   const stopAll = async (signal: string): Promise<void> => {
     if (stopping) return;
