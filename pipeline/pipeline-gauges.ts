@@ -58,12 +58,16 @@ export const pipelineGauges = {
  */
 export function reportPipeline(redis: Redis, keys: Keys, log: Logger): () => void {
   let inFlight: Promise<void> | undefined;
+  let failing = false;
   const read = async () => {
     try {
       await readPipeline(redis, keys, log);
+      failing = false;
     } catch (err) {
       for (const gauge of Object.values(pipelineGauges)) gauge.reset();
-      log.debug({ err }, 'pipeline gauges: Redis unreadable');
+      // Once per streak of failed scrapes, not once per scrape.
+      if (!failing) log.warn({ err }, 'pipeline gauges (lag, DLQ) unreadable; reported empty');
+      failing = true;
     }
   };
   const report = () => {
@@ -80,18 +84,19 @@ export function reportPipeline(redis: Redis, keys: Keys, log: Logger): () => voi
 
 async function readPipeline(redis: Redis, keys: Keys, log: Logger): Promise<void> {
   const now = Date.now();
-  const lag: Array<[string, number, number, number]> = [];
+  const lag: Array<[string, number | null, number, number]> = [];
   for (const name of Object.values(streams)) {
     const stream = keys.stream(name);
     for (const group of await groupsOf(redis, stream)) {
       const oldest = await oldestUnacknowledged(redis, stream, group);
-      lag.push([group.name, group.lag ?? 0, group.pending, oldest ? ageSeconds(oldest, now) : 0]);
+      lag.push([group.name, group.lag, group.pending, oldest ? ageSeconds(oldest, now) : 0]);
     }
   }
   const dlq = await dlqCounts(redis, keys, log);
   for (const gauge of Object.values(pipelineGauges)) gauge.reset();
   for (const [stage, entries, pending, seconds] of lag) {
-    pipelineGauges.lagEntries.set({ stage }, entries);
+    // Redis cannot always count a group's unread entries (after deletions inside the range): no guess.
+    if (entries !== null) pipelineGauges.lagEntries.set({ stage }, entries);
     pipelineGauges.pendingEntries.set({ stage }, pending);
     pipelineGauges.lagSeconds.set({ stage }, seconds);
   }
