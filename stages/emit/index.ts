@@ -10,11 +10,12 @@ import type { Entry } from '../../pipeline/entry.ts';
 import { type Generation, StateLostError } from '../../pipeline/generation.ts';
 import { streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
-import { endToEndSeconds } from '../../pipeline/metrics.ts';
+import { endToEndSeconds, metrics } from '../../pipeline/metrics.ts';
 import { redactUrl } from '../../pipeline/secrets.ts';
 import { FencedError, type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { kafkaConnection } from './kafka-client.ts';
 import { KafkaSink } from './kafka-sink.ts';
+import { metered } from './metered-sink.ts';
 import { RedisSink } from './redis-sink.ts';
 import { type Sink, sequencesOf, type Tail, unpublished } from './sink.ts';
 
@@ -45,6 +46,8 @@ export const createEmit: StageFactory = (ctx) => {
     try {
       await sink.publish(messages);
       for (const m of messages) published.set(m.rootId, m.sequenceNumber);
+      // Emit's output is the sink, not a stream: the runtime's count of appends does not see it.
+      metrics.entriesOut.inc({ stage: 'emit' }, messages.length);
       breaker.success();
     } catch (err) {
       if (err instanceof FencedError) throw err; // another instance is active: not a sink fault
@@ -121,14 +124,17 @@ export function openSink({ config, redis, keys, log, lease }: StageContext): Sin
       : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
   );
   return config.KAFKA_BROKER
-    ? new KafkaSink({
-        connection: kafkaConnection(config),
-        topic,
-        transactionalId: config.KAFKA_TRANSACTIONAL_ID || `atlas-emit-${config.ATLAS_PREFIX}-${topic}`,
-        stillActive,
-        log,
-      })
-    : new RedisSink(redis, keys.stream(`out:${topic}`), lease);
+    ? metered(
+        new KafkaSink({
+          connection: kafkaConnection(config),
+          topic,
+          transactionalId: config.KAFKA_TRANSACTIONAL_ID || `atlas-emit-${config.ATLAS_PREFIX}-${topic}`,
+          stillActive,
+          log,
+        }),
+        'kafka',
+      )
+    : metered(new RedisSink(redis, keys.stream(`out:${topic}`), lease), 'redis');
 }
 
 /**

@@ -21,7 +21,7 @@ import { StateLostError, watchGeneration } from '../../pipeline/generation.ts';
 import { pipelineProblems, readBeats } from '../../pipeline/heartbeat.ts';
 import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
-import { registry } from '../../pipeline/metrics.ts';
+import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
 import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { type Accepted, accept, traceparentFor } from './accept.ts';
@@ -87,6 +87,10 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT,
     config.ATLAS_REDIS_MEMORY_REFRESH_MS,
     app.log as Logger,
+    (m) => {
+      ingestMetrics.redisMemoryUsed.set(m.used);
+      ingestMetrics.redisMemoryMax.set(m.max);
+    },
   );
   const generation = watchGeneration(redis, keys);
   app.addHook('onClose', async () => {
@@ -101,6 +105,15 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     done(null, payload);
+  });
+  // The route's pattern, never the URL: a scan of made-up paths must not make new series.
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    ingestMetrics.requestSeconds.observe(
+      { method: req.method, route, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    done();
   });
   // Only JSON is accepted at the door: anything else is a 415.
   app.removeAllContentTypeParsers();
@@ -245,6 +258,7 @@ function replyError(err: FastifyError & Extras, req: FastifyRequest, reply: Fast
   if (isOutOfMemory(err)) return replyError(retryLater(new RedisFullError('out of memory'), 1), req, reply);
   if (isTransientRedisError(err)) {
     ingestMetrics.rejected.inc({ reason: 'redis_unavailable' });
+    metrics.transientErrors.inc({ stage: 'ingest', kind: 'redis' });
     // A timed-out script may still have run: only a refused connection proves nothing went in.
     const message = /timed out/i.test(err.message)
       ? 'Redis did not answer in time; the events may have been accepted: retry with the same event_id (duplicates are detected)'
