@@ -439,6 +439,11 @@ export class FaultProxy {
     drop.fired(what);
   }
 
+  /** Forgets the drops armed and not yet fired (their promises never resolve). */
+  disarm(): void {
+    this.armed = [];
+  }
+
   /** Resets every open connection (clients see ECONNRESET and reconnect). */
   resetAll(): number {
     const open = [...this.links];
@@ -477,7 +482,7 @@ export class FaultProxy {
     this.setBandwidth(0);
     this.refuse(false);
     this.blackhole(false);
-    this.armed = [];
+    this.disarm();
   }
 
   snapshot(): ProxyStats {

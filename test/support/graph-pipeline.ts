@@ -14,7 +14,7 @@ import type { Envelope } from './events.ts';
 import { delay, eventually } from './eventually.ts';
 import type { FinalGraph, PlainNode } from './graph-scenario.ts';
 import { postJson } from './http.ts';
-import { PipelineProcesses, unfinishedLink } from './pipeline-processes.ts';
+import { leaseHolderPid, PipelineProcesses, unfinishedLink } from './pipeline-processes.ts';
 import { type Child, runAtlas } from './processes.ts';
 import { readAll } from './streams.ts';
 
@@ -250,10 +250,8 @@ export class GraphPipeline extends PipelineProcesses {
   }
 
   /** The pid in the consumer name of a singleton stage's lease holder (null when the lease is free). */
-  async leaseHolderPid(stage: string): Promise<number | null> {
-    const holder = await this.redis.get(`${this.keys.of('lease', stage)}:holder`);
-    const pid = holder?.match(/-(\d+)-[0-9a-f]{6}$/)?.[1];
-    return pid === undefined ? null : Number(pid);
+  leaseHolderPid(stage: string): Promise<number | null> {
+    return leaseHolderPid(this.redis, this.keys, stage);
   }
 
   /** Name of the process that holds a singleton stage's lease. */

@@ -112,6 +112,11 @@ export class PipelineProcesses {
     return [...this.procs.entries()].map(([name, p]) => `=== ${name}\n${p.child.output()}`).join('\n');
   }
 
+  /** The door of process `name` (undefined when it has none). */
+  urlOf(name: string): string | undefined {
+    return this.procs.get(name)?.url;
+  }
+
   /** A door, round-robin over the running ones. */
   doorUrl(): string {
     const doors = [...this.procs.values()].flatMap((p) => (p.url && !p.child.exit ? [p.url] : []));
@@ -169,6 +174,13 @@ export async function unfinishedLink(
     } else if (g.lag > 0) return `${group}: lag ${g.lag}`;
   }
   return null;
+}
+
+/** The pid in the consumer name of a singleton stage's lease holder (null when the lease is free). */
+export async function leaseHolderPid(redis: Redis, keys: Keys, stage: string): Promise<number | null> {
+  const holder = await redis.get(`${keys.of('lease', stage)}:holder`);
+  const pid = holder?.match(/-(\d+)-[0-9a-f]{6}$/)?.[1];
+  return pid === undefined ? null : Number(pid);
 }
 
 /** Ports this test process handed out: never twice. */

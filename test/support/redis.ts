@@ -2,7 +2,11 @@
  * The real Redis the suite runs against, a unique key prefix per test file (or test), and the
  * cleanup of that prefix's keys afterwards. Tests never mock Redis.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { type Keys, keys as keysFor } from '../../pipeline/keys.ts';
@@ -100,43 +104,77 @@ export interface ScratchRedis {
   /** SIGSTOP: the server hangs (connections stay open, nothing answers). */
   pause(): void;
   resume(): void;
+  /**
+   * Stops the server (SHUTDOWN: with an AOF it is flushed first) and starts it again on the same
+   * port; without `keepData` its files are deleted in between, so it comes back empty.
+   */
+  restart(opts: { keepData: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** A throwaway redis-server on a spare port, for tests that take Redis away. */
-export async function startScratchRedis(): Promise<ScratchRedis> {
-  const { spawn } = await import('node:child_process');
+/**
+ * A throwaway redis-server on a spare port, for tests that take Redis away. With `aof` it keeps
+ * an append-only file (fsync every second, like ops/services) in a directory of its own, so a
+ * restart keeps the data.
+ */
+export async function startScratchRedis(opts: { aof?: boolean } = {}): Promise<ScratchRedis> {
   const port = await freePort();
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const dir = await mkdtemp(join(tmpdir(), 'atlas-redis-'));
   const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  probe.disconnect();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
+  args.push(...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']));
+  const launch = async () => {
+    const proc = spawn('redis-server', args, { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    await waitForPing(url);
+    return { proc, exited };
+  };
+  let server = await launch();
+  const kill = async (signal: NodeJS.Signals) => {
+    const { proc, exited } = server;
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGCONT');
+    proc.kill(signal);
+    await exited;
+  };
   return {
     url,
     port,
-    pause: () => proc.kill('SIGSTOP'),
-    resume: () => proc.kill('SIGCONT'),
+    pause: () => server.proc.kill('SIGSTOP'),
+    resume: () => server.proc.kill('SIGCONT'),
+    restart: async ({ keepData }) => {
+      await kill(keepData ? 'SIGTERM' : 'SIGKILL');
+      if (!keepData) {
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir);
+      }
+      server = await launch();
+    },
     stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGCONT');
-      proc.kill('SIGKILL');
-      await exited;
+      await kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Waits until a server answers PING (10 s at most). */
+async function waitForPing(url: string): Promise<void> {
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined);
+  const deadline = Date.now() + 10_000;
+  try {
+    for (;;) {
+      try {
+        await probe.connect();
+        await probe.ping();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        probe.disconnect();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  } finally {
+    probe.disconnect();
+  }
 }

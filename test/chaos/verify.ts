@@ -1,0 +1,134 @@
+/**
+ * The chaos run's verdict, counted rather than asserted at the first difference: per root, what
+ * Kafka holds against what the naive reference says it must hold, and every accepted event in
+ * the validated stream or the DLQ.
+ */
+import type { DeadLetter } from '../../pipeline/dlq.ts';
+import type { RootStream } from '../support/e2e-kafka.ts';
+import { emissionCauses, expectedMeta } from '../support/e2e-scenario.ts';
+import type { Envelope } from '../support/events.ts';
+import { expectationOf } from '../support/graph-scenario.ts';
+
+export interface RootVerdict {
+  root: string;
+  /** Messages the reference says the root must get (sequence numbers 1..expected). */
+  expected: number;
+  /** Messages in the topic for the root. */
+  published: number;
+  /** Sequence numbers in 1..expected missing from the topic. */
+  lost: number;
+  /** Messages beyond the first with the same sequence number. */
+  duplicated: number;
+  /** Adjacent messages (publication order) whose sequence number goes down. */
+  outOfOrder: number;
+  /** Sequence numbers above `expected`. */
+  unexpected: number;
+  /** Messages whose meta is not that of the event behind them. */
+  wrongMeta: number;
+  /** The last update is the reference's final graph. */
+  finalGraphOk: boolean;
+}
+
+export interface Verdict {
+  roots: RootVerdict[];
+  lost: number;
+  duplicated: number;
+  outOfOrder: number;
+  /** Accepted events found neither in `{prefix}:validated` nor in the DLQ. */
+  missingEvents: string[];
+  deadLetters: Record<string, number>;
+  violations: string[];
+}
+
+/** Counts of each sequence number of a root, and how often the order goes down. */
+function sequenceCounts(seqs: number[]): { counts: Map<number, number>; descents: number } {
+  const counts = new Map<number, number>();
+  let descents = 0;
+  seqs.forEach((s, i) => {
+    counts.set(s, (counts.get(s) ?? 0) + 1);
+    if (i > 0 && s < seqs[i - 1]!) descents++;
+  });
+  return { counts, descents };
+}
+
+export function verifyRoot(
+  root: string,
+  events: Envelope[],
+  causes: number[],
+  final: unknown,
+  stream: RootStream | undefined,
+): RootVerdict {
+  const updates = stream?.updates ?? [];
+  const seqs = updates.map((u) => Number(u.sequence_number));
+  const { counts, descents } = sequenceCounts(seqs);
+  const expected = causes.length;
+  let lost = 0;
+  for (let n = 1; n <= expected; n++) if (!counts.has(n)) lost++;
+  const duplicated = [...counts.values()].reduce((sum, c) => sum + c - 1, 0);
+  const unexpected = seqs.filter((s) => s < 1 || s > expected).length;
+  const wrongMeta = updates.filter((u) => {
+    const cause = events[causes[Number(u.sequence_number) - 1] ?? -1];
+    return !cause || JSON.stringify(u.meta) !== JSON.stringify(expectedMeta(cause));
+  }).length;
+  const last = updates.at(-1);
+  const shown = last && {
+    root_id: last.root_id,
+    tree: last.tree,
+    canonical_space_ids: last.canonical_space_ids,
+  };
+  const finalGraphOk = JSON.stringify(shown ?? null) === JSON.stringify(final);
+  return {
+    root,
+    expected,
+    published: updates.length,
+    lost,
+    duplicated,
+    outOfOrder: descents,
+    unexpected,
+    wrongMeta,
+    finalGraphOk,
+  };
+}
+
+export function verify(
+  roots: string[],
+  events: Envelope[],
+  perRoot: Map<string, RootStream>,
+  validatedIds: Set<string>,
+  deadLetters: DeadLetter[],
+): Verdict {
+  const causes = emissionCauses(roots, events);
+  const { finals } = expectationOf(roots, events);
+  const verdicts = roots.map((r) => verifyRoot(r, events, causes.get(r)!, finals[r], perRoot.get(r)));
+  const dead = new Set(deadLetters.map((d) => d.original.event_id));
+  const missingEvents = [...new Set(events.map((e) => e.event_id))].filter(
+    (id) => !validatedIds.has(id) && !dead.has(id),
+  );
+  const byReason: Record<string, number> = {};
+  for (const d of deadLetters)
+    byReason[`${d.stage}:${d.reason}`] = (byReason[`${d.stage}:${d.reason}`] ?? 0) + 1;
+  const sum = (f: (v: RootVerdict) => number) => verdicts.reduce((s, v) => s + f(v), 0);
+  const violations: string[] = [];
+  for (const v of verdicts) {
+    const wrong = [
+      v.lost && `${v.lost} lost`,
+      v.duplicated && `${v.duplicated} duplicated`,
+      v.outOfOrder && `${v.outOfOrder} out of order`,
+      v.unexpected && `${v.unexpected} beyond ${v.expected}`,
+      v.wrongMeta && `${v.wrongMeta} with the wrong meta`,
+      !v.finalGraphOk && 'final graph differs from the reference',
+    ].filter(Boolean);
+    if (wrong.length > 0) violations.push(`root ${v.root}: ${wrong.join(', ')}`);
+  }
+  if (missingEvents.length > 0)
+    violations.push(`${missingEvents.length} accepted events neither validated nor dead-lettered`);
+  return {
+    roots: verdicts,
+    lost: sum((v) => v.lost),
+    duplicated: sum((v) => v.duplicated),
+    outOfOrder: sum((v) => v.outOfOrder),
+    missingEvents,
+    deadLetters: byReason,
+    violations,
+  };
+}
