@@ -9,6 +9,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../support/eventually.ts';
 import { FaultProxy } from '../support/fault-proxy.ts';
+import { GraphPipeline } from '../support/graph-pipeline.ts';
+import { generateScenario } from '../support/graph-scenario.ts';
 import { killChildren, spawnStage } from '../support/processes.ts';
 import { REDIS_URL, useRedis } from '../support/redis.ts';
 import { addEntries, fieldValues, numericSort, pendingCount, range } from '../support/streams.ts';
@@ -72,4 +74,39 @@ describe.each(['singleton', 'ordered-singleton'])('a %s stage whose read reply i
     expect(numericSort(await fieldValues(fx.redis, output, 'seq'))).toEqual(range(10));
     expect(stage.exit).toBeUndefined();
   }, 60_000);
+});
+
+describe('the transitive stage (atlas run transitive) whose read reply is lost', () => {
+  it('applies every event of the lost delivery, and what follows it', async () => {
+    const scenario = generateScenario({ seed: 7, events: 60, tag: 'lost-reply' });
+    const p = new GraphPipeline(fx.redis, fx.freshPrefix('lost-transitive').prefix, scenario.roots, {
+      ATLAS_CLAIM_IDLE_MS: String(3 * BOUND_MS),
+      ATLAS_BLOCK_MS: '100',
+    });
+    await p.spawn('door', ['ingest', 'validate']);
+    const transitive = await p.spawn('transitive', ['transitive'], {
+      REDIS_URL: proxy.redisUrl,
+      LOG_LEVEL: 'info',
+    });
+    await transitive.waitForLog('active', 15_000);
+    const half = scenario.events.length / 2;
+    /** Why transitive has not applied every accepted event yet (null once it has). */
+    const behind = async () => {
+      const [accepted, done, pending] = [
+        await p.acceptedCount(),
+        await p.transitiveDone(),
+        await p.pending('transitive'),
+      ];
+      return done === accepted && pending === 0
+        ? null
+        : `${done} of ${accepted} events applied, ${pending} pending`;
+    };
+    await p.post(scenario.events.slice(0, half), { mode: 'single' });
+    await p.waitUntil('applied', behind, 30_000, 100);
+    const dropped = proxy.dropReplyTo('XREADGROUP', { nonEmpty: true });
+    await p.post(scenario.events.slice(half), { mode: 'batch', batchSize: 10 });
+    expect((await dropped).entries).toBeGreaterThan(0);
+    await p.waitUntil('applied', behind, BOUND_MS, 100);
+    expect(transitive.exit).toBeUndefined();
+  }, 90_000);
 });
