@@ -388,6 +388,9 @@ class ChaosRun {
       }
       await this.restartExited(true);
     }
+    // Load runs for the whole time, however few the faults.
+    const end = started + this.opts.seconds * 1000;
+    if (end > performance.now()) await delay(end - performance.now());
   }
 
   /**
