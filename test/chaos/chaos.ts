@@ -609,6 +609,7 @@ export function printReport(report: ChaosReport): void {
     `  ${'lost (missing from the topic)'.padEnd(32)} ${verdict.lost}`,
     `  ${'duplicated'.padEnd(32)} ${verdict.duplicated}`,
     `  ${'out of order'.padEnd(32)} ${verdict.outOfOrder}`,
+    `  ${'carrying another event’s update'.padEnd(32)} ${verdict.wrongMeta}`,
     `  ${'events not validated nor in DLQ'.padEnd(32)} ${verdict.missingEvents.length}`,
     `  ${'dead letters'.padEnd(32)} ${JSON.stringify(verdict.deadLetters)}`,
     `  ${'lost state'.padEnd(32)} ${report.lostState}`,

@@ -23,8 +23,10 @@ export interface RootVerdict {
   outOfOrder: number;
   /** Sequence numbers above `expected`. */
   unexpected: number;
-  /** Messages whose meta is not that of the event behind them. */
+  /** Messages whose meta is not that of the event behind them (an update missing earlier shifts the rest). */
   wrongMeta: number;
+  /** The first sequence number whose meta is wrong (null when none is). */
+  firstWrongMeta: number | null;
   /** The last update is the reference's final graph. */
   finalGraphOk: boolean;
 }
@@ -34,6 +36,7 @@ export interface Verdict {
   lost: number;
   duplicated: number;
   outOfOrder: number;
+  wrongMeta: number;
   /** Accepted events found neither in `{prefix}:validated` nor in the DLQ. */
   missingEvents: string[];
   deadLetters: Record<string, number>;
@@ -66,10 +69,12 @@ export function verifyRoot(
   for (let n = 1; n <= expected; n++) if (!counts.has(n)) lost++;
   const duplicated = [...counts.values()].reduce((sum, c) => sum + c - 1, 0);
   const unexpected = seqs.filter((s) => s < 1 || s > expected).length;
-  const wrongMeta = updates.filter((u) => {
+  const wrong = updates.filter((u) => {
     const cause = events[causes[Number(u.sequence_number) - 1] ?? -1];
     return !cause || JSON.stringify(u.meta) !== JSON.stringify(expectedMeta(cause));
-  }).length;
+  });
+  const wrongMeta = wrong.length;
+  const firstWrongMeta = wrong.length === 0 ? null : Math.min(...wrong.map((u) => Number(u.sequence_number)));
   const last = updates.at(-1);
   const shown = last && {
     root_id: last.root_id,
@@ -86,6 +91,7 @@ export function verifyRoot(
     outOfOrder: descents,
     unexpected,
     wrongMeta,
+    firstWrongMeta,
     finalGraphOk,
   };
 }
@@ -115,7 +121,7 @@ export function verify(
       v.duplicated && `${v.duplicated} duplicated`,
       v.outOfOrder && `${v.outOfOrder} out of order`,
       v.unexpected && `${v.unexpected} beyond ${v.expected}`,
-      v.wrongMeta && `${v.wrongMeta} with the wrong meta`,
+      v.wrongMeta && `${v.wrongMeta} with the wrong meta (from #${v.firstWrongMeta})`,
       !v.finalGraphOk && 'final graph differs from the reference',
     ].filter(Boolean);
     if (wrong.length > 0) violations.push(`root ${v.root}: ${wrong.join(', ')}`);
@@ -127,6 +133,7 @@ export function verify(
     lost: sum((v) => v.lost),
     duplicated: sum((v) => v.duplicated),
     outOfOrder: sum((v) => v.outOfOrder),
+    wrongMeta: sum((v) => v.wrongMeta),
     missingEvents,
     deadLetters: byReason,
     violations,

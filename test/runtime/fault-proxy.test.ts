@@ -7,15 +7,6 @@ import { once } from 'node:events';
 import { createConnection } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  createTopic,
-  deleteTopics,
-  KAFKA_BROKER,
-  kafkaClient,
-  topicCount,
-  uniqueTopic,
-} from '../support/e2e-kafka.ts';
-import { lockBroker } from '../support/e2e-lock.ts';
 import { eventually } from '../support/eventually.ts';
 import { FaultProxy, ProxyModeError, type ProxyStats } from '../support/fault-proxy.ts';
 import { postJson, request } from '../support/http.ts';
@@ -189,29 +180,6 @@ describe('the fault proxy in front of Redis', () => {
     p.setLatency(100);
     expect((await timed(() => c.ping())).ms).toBeGreaterThanOrEqual(190);
   });
-});
-
-describe('a raw fault proxy in front of Kafka', () => {
-  it('carries the bootstrap connection only: produce goes to the advertised listener', async () => {
-    const lock = await lockBroker('shared');
-    const topic = uniqueTopic('proxy');
-    await createTopic(topic, 1);
-    const p = await FaultProxy.start({ target: KAFKA_BROKER.split(',')[0]!, protocol: 'raw' });
-    proxies.push(p);
-    const producer = kafkaClient('proxy', p.address).producer();
-    try {
-      await producer.connect();
-      expect(p.snapshot().connections).toBe(1);
-      // With the bootstrap route dead, sends still land: they never pass the proxy.
-      p.blackhole(true);
-      await producer.send({ topic, messages: [{ value: 'through the advertised address' }] });
-      expect(await topicCount(topic)).toBe(1);
-    } finally {
-      await producer.disconnect();
-      await deleteTopics([topic]);
-      await lock.release();
-    }
-  }, 620_000);
 });
 
 describe('the fault proxy as a process', () => {

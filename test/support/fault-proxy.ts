@@ -27,10 +27,10 @@
  *
  * Raw mode (`protocol: 'raw'`, for Kafka) forwards bytes without parsing: latency, bandwidth,
  * blackhole, refusal and resets work, dropReplyTo does not. A Kafka client connects to the
- * bootstrap address, then to the addresses the broker advertises (its own listener), so a proxy
- * on the bootstrap address only sees the first metadata exchange unless the broker advertises
- * the proxy's address. The chaos runner therefore takes the broker away for real
- * (`ops/services down kafka`) rather than through a proxy.
+ * bootstrap address for metadata, then to the address the broker advertises (its own listener),
+ * so a proxy on the bootstrap address carries only part of the traffic unless the broker
+ * advertises the proxy's address (docs/FAULTS.md). The chaos runner therefore takes the broker
+ * away for real (`ops/services down kafka`) rather than through a proxy.
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
