@@ -10,6 +10,7 @@ import type { Logger } from './log.ts';
 import { registry } from './metrics.ts';
 import { connectWorker } from './redis.ts';
 import type { StageContext, StageFactory } from './stage.ts';
+import { startTracing, stopTracing } from './tracing.ts';
 import { Worker } from './worker.ts';
 
 export interface Component {
@@ -47,6 +48,8 @@ export async function stageComponent(
 }
 
 export async function run(components: Component[], config: Config, log: Logger): Promise<void> {
+  // Before any component starts, so the first request and the first batch are traced.
+  await startTracing('atlas', log);
   const metricsServer = config.ATLAS_METRICS_PORT > 0 ? serveOps(config, components, log) : undefined;
   let stopping = false;
   const stopAll = async (signal: string): Promise<void> => {
@@ -58,6 +61,8 @@ export async function run(components: Component[], config: Config, log: Logger):
       process.exit(1);
     }, config.ATLAS_SHUTDOWN_MS);
     await Promise.allSettled(components.map((c) => c.stop()));
+    // After the components: the spans of their last batches are exported too.
+    await stopTracing(log);
     metricsServer?.close();
     clearTimeout(deadline);
     log.info('stopped cleanly');

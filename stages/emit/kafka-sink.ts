@@ -5,6 +5,7 @@
  */
 import kafkajs, { type Admin, type ITopicConfig, type Kafka, type LogEntry, type Producer } from 'kafkajs';
 import type { Logger } from '../../pipeline/log.ts';
+import { LogLimit } from '../../pipeline/log-limit.ts';
 import type { KafkaConnection } from './kafka-client.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
 import { type PartitionRange, readLastSequences, readTails, SEQUENCE_HEADER } from './read-back.ts';
@@ -52,6 +53,8 @@ export class KafkaSink implements Sink {
    * last successful send there: where to re-read after a failure.
    */
   private readonly written = new Map<number, bigint>();
+  /** kafkajs logs each failed retry: one line per kind every 10 s, with the count held back. */
+  private readonly logLimit = new LogLimit(10_000);
   /** A send failed: part of it may have landed. */
   private uncertain = false;
 
@@ -202,7 +205,10 @@ export class KafkaSink implements Sink {
     // publish() throws after `retries` and then re-reads what landed, which is what this warns about.
     if (message.startsWith('Limiting retries for the idempotent producer')) return;
     const at = level <= kafkajs.logLevel.ERROR ? 'error' : level === kafkajs.logLevel.WARN ? 'warn' : 'debug';
-    this.log[at]({ ...fields, namespace }, `kafka: ${message}`);
+    // Per kind of line: the message without its numbers (broker ports, retry counts, ids).
+    const suppressed = this.logLimit.admit(`${namespace} ${message.replace(/\d+/g, '#')}`);
+    if (suppressed === null) return;
+    this.log[at]({ ...fields, namespace, ...(suppressed > 0 ? { suppressed } : {}) }, `kafka: ${message}`);
   }
 }
 
