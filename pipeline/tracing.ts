@@ -61,11 +61,18 @@ export async function startTracing(serviceName: string, log: Logger): Promise<vo
   const resource = resources
     .resourceFromAttributes({ 'service.name': serviceName })
     .merge(resources.detectResources({ detectors: [resources.envDetector] }));
+  const scheduleDelay = Number(process.env.OTEL_BSP_SCHEDULE_DELAY);
   const sdk = new TracerProvider({
     resource,
     sampler: samplerFromEnv(process.env),
-    // The exporter reads OTEL_EXPORTER_OTLP_* (endpoint, headers, timeout, compression) itself.
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })],
+    // The exporter reads OTEL_EXPORTER_OTLP_* (endpoint, headers, timeout, compression) itself;
+    // the processor no longer reads OTEL_BSP_SCHEDULE_DELAY, so it is passed on here.
+    spanProcessors: [
+      new BatchSpanProcessor({
+        exporter: new OTLPTraceExporter(),
+        ...(scheduleDelay > 0 ? { scheduledDelayMillis: scheduleDelay } : {}),
+      }),
+    ],
   });
   context.setGlobalContextManager(new hooks.AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());

@@ -2,13 +2,12 @@
  * Per-entry log lines say which event, which trace and which request they are about, and a
  * library's repeated error lines are limited to one per kind and interval, with a count.
  */
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LogLimit } from '../../pipeline/log-limit.ts';
 import { stageComponent } from '../../pipeline/runtime.ts';
 import { testConfig } from '../support/config.ts';
 import { eventually } from '../support/eventually.ts';
+import { capturingLog } from '../support/http.ts';
 import { useRedis } from '../support/redis.ts';
 import { relayStage } from '../support/stages.ts';
 import { addEntries, drained } from '../support/streams.ts';
@@ -18,18 +17,6 @@ const stops: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
 });
-
-/** A logger whose JSON lines land in `lines`. */
-function capturingLog() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line));
-      done();
-    },
-  });
-  return { lines, log: pino({ level: 'info' }, sink) };
-}
 
 describe('a dead-lettered entry', () => {
   it('is logged with its event_id, seq, trace_id and request_id, as are its failed attempts', async () => {
