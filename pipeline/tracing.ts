@@ -22,6 +22,7 @@ import {
 } from '@opentelemetry/api';
 import type { Entry, Fields } from './entry.ts';
 import { entryLog, type Logger } from './log.ts';
+import { redactUrl } from './secrets.ts';
 
 const TRACER = 'atlas-pipeline';
 
@@ -80,7 +81,9 @@ export async function startTracing(serviceName: string, log: Logger): Promise<vo
   provider = sdk;
   log.info(
     {
-      endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT,
+      endpoint: redactUrl(
+        process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? '',
+      ),
       service: resource.attributes['service.name'],
       sampler: process.env.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on',
     },
