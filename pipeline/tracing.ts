@@ -1,7 +1,7 @@
 /**
  * Tracing (OpenTelemetry), configured by the standard OTEL_* variables and off unless an OTLP
- * endpoint is given: then no SDK is loaded and every helper here is a no-op that allocates
- * nothing, so the pipeline pays nothing for it.
+ * endpoint is given: then no SDK is loaded and every helper here is a no-op, so an untraced
+ * pipeline pays a branch per batch for it.
  *
  * The span model: one span per entry per stage, parented by the entry's `traceparent` field.
  * The worker opens the spans of a batch before handling it and ends them after its commit, and
@@ -12,7 +12,6 @@
 import {
   type Attributes,
   type Context,
-  context,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -26,21 +25,13 @@ import { redactUrl } from './secrets.ts';
 
 const TRACER = 'atlas-pipeline';
 
-interface Provider {
-  forceFlush(): Promise<void>;
-  shutdown(): Promise<void>;
-}
-
-let provider: Provider | undefined;
+/** The SDK, once started (undefined: tracing is off). */
+let provider: { shutdown(): Promise<void> } | undefined;
 
 /** OTLP export is asked for (and not disabled) by the standard variables. */
-export function tracingWanted(env: NodeJS.ProcessEnv = process.env): boolean {
+function tracingWanted(env: NodeJS.ProcessEnv): boolean {
   if (env.OTEL_SDK_DISABLED === 'true' || env.OTEL_TRACES_EXPORTER === 'none') return false;
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-}
-
-export function tracingOn(): boolean {
-  return provider !== undefined;
 }
 
 /**
@@ -48,15 +39,14 @@ export function tracingOn(): boolean {
  * then. `serviceName` applies when OTEL_SERVICE_NAME does not say otherwise.
  */
 export async function startTracing(serviceName: string, log: Logger): Promise<void> {
-  if (provider || !tracingWanted()) return;
-  const [{ TracerProvider, BatchSpanProcessor }, { OTLPTraceExporter }, resources, core, hooks] =
-    await Promise.all([
-      import('@opentelemetry/sdk-trace'),
-      import('@opentelemetry/exporter-trace-otlp-proto'),
-      import('@opentelemetry/resources'),
-      import('@opentelemetry/core'),
-      import('@opentelemetry/context-async-hooks'),
-    ]);
+  if (provider || !tracingWanted(process.env)) return;
+  // No context manager: every span is given its parent explicitly, none is ever "active".
+  const [{ TracerProvider, BatchSpanProcessor }, { OTLPTraceExporter }, resources, core] = await Promise.all([
+    import('@opentelemetry/sdk-trace'),
+    import('@opentelemetry/exporter-trace-otlp-proto'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/core'),
+  ]);
   const { samplerFromEnv } = await import('./tracing-sampler.ts');
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over our default (merge: the argument wins).
   const resource = resources
@@ -75,7 +65,6 @@ export async function startTracing(serviceName: string, log: Logger): Promise<vo
       }),
     ],
   });
-  context.setGlobalContextManager(new hooks.AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
   trace.setGlobalTracerProvider(sdk);
   provider = sdk;
@@ -99,7 +88,6 @@ export async function stopTracing(log: Logger): Promise<void> {
   await sdk.shutdown().catch((err: unknown) => log.warn({ err }, 'tracing: final export failed'));
   trace.disable();
   propagation.disable();
-  context.disable();
 }
 
 const getter = {
@@ -113,7 +101,7 @@ function parentOf(traceparent: string | undefined): Context {
 }
 
 /** A span as a W3C traceparent, for the entries and messages downstream of it. */
-export function traceparentOfSpan(span: Span): string {
+function traceparentOfSpan(span: Span): string {
   const { traceId, spanId, traceFlags } = span.spanContext();
   return `00-${traceId}-${spanId}-${traceFlags.toString(16).padStart(2, '0')}`;
 }
