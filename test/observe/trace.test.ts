@@ -3,9 +3,11 @@
  * proxy). One event posted to `atlas up` with OTEL_EXPORTER_OTLP_ENDPOINT set comes back from
  * Jaeger's query API as one trace with a span per stage, each the child of the one before —
  * from the HTTP request to the send to the sink — and the message in the sink carries the
- * trace context of its send span.
+ * trace context of its send span. A caller's traceparent is continued, and a dead letter
+ * shows as an error span.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,5 +116,34 @@ describe('tracing to Jaeger', () => {
     expect(tag(byName.get('validate')!, 'atlas.event_id')).toBe(answer.body.event_id);
     expect(tag(byName.get('emit')!, 'atlas.root')).toBe(spaceId(1));
     expect(Object.values(trace.processes).map((x) => x.serviceName)).toEqual([service]);
+  });
+
+  it("continues a caller's trace; a dead letter is an error span, its skip marker travels on", async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const callerSpan = randomBytes(8).toString('hex');
+    const invalid = spaceCreated(2);
+    invalid.payload.meta = { block_number: 2 }; // no cursor: validate dead-letters it
+    const answer = await postJson(`${p.doorUrl()}/events`, invalid, {
+      traceparent: `00-${traceId}-${callerSpan}-01`,
+    });
+    expect(answer.status).toBe(202);
+
+    const trace = await eventually(async () => {
+      const found = await traceOf(backend.query, traceId);
+      return found && found.spans.length >= 3 ? found : false;
+    }, 60_000);
+    const byName = new Map(trace.spans.map((s) => [s.operationName, s]));
+    // the skip marker keeps transitive's order dense; transitive stops it (no root changes)
+    expect([...byName.keys()].sort()).toEqual(['ingest', 'transitive', 'validate']);
+    const parentOf = (s: JaegerSpan) => s.references.find((r) => r.refType === 'CHILD_OF')?.spanID;
+    expect(parentOf(byName.get('ingest')!)).toBe(callerSpan);
+    expect(parentOf(byName.get('validate')!)).toBe(byName.get('ingest')!.spanID);
+    expect(parentOf(byName.get('transitive')!)).toBe(byName.get('validate')!.spanID);
+    const tags = (s: JaegerSpan) => Object.fromEntries(s.tags.map((t) => [t.key, t.value]));
+    expect(tags(byName.get('validate')!)).toMatchObject({
+      error: true,
+      'atlas.dead_letter.reason': 'invalid_payload',
+    });
+    expect(tags(byName.get('transitive')!)).toMatchObject({ 'atlas.skip': 'invalid_payload' });
   });
 });
