@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LogLimit } from '../../pipeline/log-limit.ts';
 import { stageComponent } from '../../pipeline/runtime.ts';
+import { KafkaSink } from '../../stages/emit/kafka-sink.ts';
 import { testConfig } from '../support/config.ts';
 import { eventually } from '../support/eventually.ts';
 import { capturingLog } from '../support/http.ts';
@@ -44,6 +45,19 @@ describe('a dead-lettered entry', () => {
     const failed = lines.filter((l) => l.msg === 'entry failed');
     expect(failed.length).toBeGreaterThan(0);
     for (const line of failed) expect(line).toMatchObject(about);
+  });
+});
+
+describe('kafkajs lines while no broker answers', () => {
+  it('are logged once per kind, not once per retry', async () => {
+    const { lines, log } = capturingLog();
+    const sink = new KafkaSink({ connection: { brokers: ['127.0.0.1:1'] }, topic: 'none', log });
+    await expect(sink.start()).rejects.toThrow();
+    await sink.stop();
+    const kafka = lines.filter((l) => l.msg.startsWith('kafka: ') && l.level >= 40);
+    expect(kafka.length).toBeGreaterThan(0);
+    const kinds = kafka.map((l) => `${l.namespace} ${l.msg.replace(/\d+/g, '#')}`);
+    expect(new Set(kinds).size).toBe(kinds.length);
   });
 });
 
