@@ -11,6 +11,7 @@ import { registry } from './metrics.ts';
 import { reportPipeline } from './pipeline-gauges.ts';
 import { connectFailFast, connectWorker } from './redis.ts';
 import type { StageContext, StageFactory } from './stage.ts';
+import { startTracing, stopTracing } from './tracing.ts';
 import { Worker } from './worker.ts';
 
 export interface Component {
@@ -51,6 +52,8 @@ export async function stageComponent(
 }
 
 export async function run(components: Component[], config: Config, log: Logger): Promise<void> {
+  // Before any component starts, so the first request and the first batch are traced.
+  await startTracing('atlas', log);
   const metricsServer = config.ATLAS_METRICS_PORT > 0 ? serveOps(config, components, log) : undefined;
   // Stage processes only: the door's Redis user may not read the other streams or the DLQ.
   // Read only when scraped (the operator listener, or the door's /metrics in the same process).
@@ -65,6 +68,8 @@ export async function run(components: Component[], config: Config, log: Logger):
       process.exit(1);
     }, config.ATLAS_SHUTDOWN_MS);
     await Promise.allSettled(components.map((c) => c.stop()));
+    // After the components: the spans of their last batches are exported too.
+    await stopTracing(log);
     metricsServer?.close();
     pipeline?.();
     clearTimeout(deadline);

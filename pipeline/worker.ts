@@ -20,12 +20,13 @@ import { Generation, StateLostError } from './generation.ts';
 import { type Beat, publishBeat, withdrawBeat } from './heartbeat.ts';
 import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
-import type { Logger } from './log.ts';
+import { entryLog, type Logger } from './log.ts';
 import { metrics } from './metrics.ts';
 import { connectFailFast, isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
 import { trimAcknowledged } from './retention.ts';
 import { type Fence, FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
+import { type EntrySpans, entrySpans, noSpans } from './tracing.ts';
 import { ProgressWatch, type Verdict } from './watchdog.ts';
 
 const HOUSEKEEPING_MS = 1000;
@@ -78,6 +79,8 @@ export class Worker {
   /** A fail-fast connection for the watchdog and heartbeat, never queued behind a blocking read. */
   private readonly side: Redis;
   private beatTimer: NodeJS.Timeout | undefined;
+  /** The tracing spans of the batch in hand (outputs carry their traceparent). */
+  private spans: EntrySpans = noSpans;
 
   constructor(stage: Stage, redis: Redis, keys: Keys, config: Config, log: Logger) {
     this.stage = stage;
@@ -456,6 +459,21 @@ export class Worker {
     // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
     const pre = this.newCommit();
     const ordered = this.order(items, pre);
+    this.spans = entrySpans(
+      this.stage.name,
+      this.inputKey,
+      ordered.items.map((i) => i.entry),
+    );
+    try {
+      await this.handleBatch(pre, ordered);
+    } finally {
+      this.spans.end();
+      this.spans = noSpans;
+    }
+    metrics.batchSeconds.observe({ stage: this.stage.name }, (performance.now() - started) / 1000);
+  }
+
+  private async handleBatch(pre: Commit, ordered: { items: Item[]; advance: Map<string, bigint> }) {
     const failed = await this.persist(async () => {
       const main = this.newCommit();
       try {
@@ -477,7 +495,6 @@ export class Worker {
       await this.persist(() => this.commit(pre));
       await this.isolate(ordered.items);
     }
-    metrics.batchSeconds.observe({ stage: this.stage.name }, (performance.now() - started) / 1000);
   }
 
   /**
@@ -584,7 +601,7 @@ export class Worker {
         } catch (err) {
           if (endsTheStep(err)) throw err;
           await this.resetStage();
-          this.log.warn({ err, id: item.entry.id, attempt }, 'entry failed');
+          this.log.warn({ err, ...entryLog(item.entry), attempt }, 'entry failed');
           if (attempt >= this.config.ATLAS_MAX_DELIVERIES) {
             item.dead = { reason: 'handler_error', error: err };
             item.entry.deliveries = attempt; // the DLQ's attempt count
@@ -639,7 +656,7 @@ export class Worker {
       send: (fields: Fields, stream?: string) => {
         const name = stream ?? output;
         if (!name) throw new Error(`stage ${this.stage.name} has no output stream`);
-        commit.append(this.keys.stream(name), fields);
+        commit.append(this.keys.stream(name), this.spans.carry(fields));
       },
       ack: (entry) => commit.ack(entry.id),
       deadLetter: (entry, reason, error) => this.deadLetterInto(commit, entry, reason, error),
@@ -656,11 +673,12 @@ export class Worker {
         const v = entry.optionalText(f);
         if (v !== undefined) marker[f] = v;
       }
-      commit.append(this.keys.stream(this.stage.output), marker);
+      commit.append(this.keys.stream(this.stage.output), this.spans.carry(marker));
     }
     commit.ack(entry.id);
     metrics.deadLettered.inc({ stage: this.stage.name, reason });
-    this.log.warn({ id: entry.id, reason, error: describe(error) }, 'dead-lettered');
+    this.spans.deadLettered(entry, reason, error);
+    this.log.warn({ ...entryLog(entry), reason, error: describe(error) }, 'dead-lettered');
   }
 
   private async runTick(): Promise<void> {

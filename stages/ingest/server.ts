@@ -5,6 +5,7 @@
  * a connection cap, a nesting limit checked before parsing, and 429 near Redis maxmemory.
  */
 import { randomUUID } from 'node:crypto';
+import { SpanKind } from '@opentelemetry/api';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -24,6 +25,7 @@ import type { Logger } from '../../pipeline/log.ts';
 import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
 import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
+import { startWork } from '../../pipeline/tracing.ts';
 import { type Accepted, accept, traceparentFor } from './accept.ts';
 import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
 import {
@@ -139,13 +141,33 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   };
   const acceptAll = async (req: FastifyRequest, envelopes: Envelope[]): Promise<Accepted[]> => {
     if (backlogWatch.over()) throw retryLater(new BackpressureError(), 1);
-    const traceparent = traceparentFor(req.headers.traceparent as string | undefined);
-    const context = { traceparent, requestId: req.id };
-    const results = await accept(redis, opts, envelopes, context).catch(async (err: unknown) => {
-      // `atlas recover` may have just written the generation this door has not adopted yet.
-      if (!(err instanceof StateLostError) || (await generation.refresh()) !== null) throw err;
-      return accept(redis, opts, envelopes, context);
-    });
+    const header = req.headers.traceparent as string | undefined;
+    // The caller's trace goes on through this span; the entries carry the span's traceparent.
+    const span = startWork(
+      'ingest',
+      SpanKind.SERVER,
+      header,
+      {
+        'http.request.method': req.method,
+        'http.route': req.routeOptions.url ?? req.url,
+        'atlas.request_id': req.id,
+        'atlas.events': envelopes.length,
+        ...(envelopes.length === 1 ? { 'atlas.event_id': envelopes[0]!.event_id } : {}),
+      },
+      () => traceparentFor(header),
+    );
+    const context = { traceparent: span.traceparent, requestId: req.id };
+    const results = await accept(redis, opts, envelopes, context)
+      .catch(async (err: unknown) => {
+        // `atlas recover` may have just written the generation this door has not adopted yet.
+        if (!(err instanceof StateLostError) || (await generation.refresh()) !== null) throw err;
+        return accept(redis, opts, envelopes, context);
+      })
+      .catch((err: unknown) => {
+        span.fail(err);
+        throw err;
+      })
+      .finally(() => span.end());
     for (const r of results) ingestMetrics.events.inc({ outcome: r.duplicate ? 'duplicate' : 'accepted' });
     return results;
   };
