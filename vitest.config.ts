@@ -23,7 +23,8 @@ export default defineConfig({
         test: {
           name: 'default',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/e2e/**'],
+          // test/chaos is `npm run chaos` (vitest.chaos.config.ts)
+          exclude: ['test/e2e/**', 'test/chaos/**'],
           sequence: { groupOrder: 0 },
         },
       },

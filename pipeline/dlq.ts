@@ -87,7 +87,7 @@ export async function redrive(
     const result = (await runScript(
       redis,
       'dlq-redrive',
-      [keys.dlq, keys.blobRefs, keys.seq],
+      [keys.dlq, keys.blobRefs, keys.seq, keys.dlqCounts],
       [id, keys.blob(''), keys.stream('')],
     )) as [string, string] | null;
     if (result) done.push([id, result[0], result[1]]);
@@ -102,7 +102,7 @@ export async function purge(redis: Redis, keys: Keys, ids: string[]): Promise<st
     const gone = (await runScript(
       redis,
       'dlq-drop',
-      [keys.dlq, keys.blobRefs],
+      [keys.dlq, keys.blobRefs, keys.dlqCounts],
       [keys.blob(''), id],
     )) as number;
     if (gone > 0) dropped.push(id);
@@ -128,7 +128,7 @@ export async function trimDeadLetters(
   const trimmed = (await runScript(
     redis,
     'dlq-trim',
-    [keys.dlq, keys.blobRefs],
+    [keys.dlq, keys.blobRefs, keys.dlqCounts],
     [keys.blob(''), maxEntries, maxAgeS * 1000, TRIM_PER_CALL],
   )) as number;
   if (trimmed > 0) {

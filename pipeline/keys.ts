@@ -6,6 +6,8 @@ export interface Keys {
   readonly prefix: string;
   stream(name: string): string;
   readonly dlq: string;
+  /** The DLQ's counts by stage and reason (pipeline/scripts/lib/dlq-counts.lua). */
+  readonly dlqCounts: string;
   readonly seq: string;
   readonly blobRefs: string;
   blob(sha256: string): string;
@@ -19,6 +21,7 @@ export function keys(prefix: string): Keys {
     prefix,
     stream: (name) => `${tag}:${name}`,
     dlq: `${tag}:dlq`,
+    dlqCounts: `${tag}:dlq-counts`,
     seq: `${tag}:seq`,
     blobRefs: `${tag}:blob-refs`,
     blob: (sha256) => `${tag}:blob:${sha256}`,

@@ -1,8 +1,15 @@
-/** Prometheus metrics of the stage runtime; one registry per process, labelled by stage. */
+/**
+ * Prometheus metrics of the pipeline; one registry per process. Names follow Prometheus
+ * conventions (units in names, `_total` counters, `_seconds` histograms); labels are stages,
+ * sinks, reasons and kinds — never per entry, so the hot path adds to a fixed set of series.
+ * The README's metrics table is generated from this registry (node ops/readme-metrics.ts).
+ */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'atlas_process_' });
+// The standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes …): Node
+// dashboards and alerts written for any Node service work on ours unchanged.
+collectDefaultMetrics({ register: registry });
 
 const labelNames = ['stage'] as const;
 
@@ -15,7 +22,7 @@ export const metrics = {
   }),
   entriesOut: new Counter({
     name: 'atlas_entries_out_total',
-    help: 'Entries a stage wrote downstream',
+    help: 'Entries a stage wrote downstream (emit: messages the sink confirmed)',
     labelNames,
     registers: [registry],
   }),
@@ -43,18 +50,6 @@ export const metrics = {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   }),
-  lag: new Gauge({
-    name: 'atlas_consumer_lag',
-    help: 'Entries of the input not yet read by the group',
-    labelNames,
-    registers: [registry],
-  }),
-  pending: new Gauge({
-    name: 'atlas_pending',
-    help: 'Entries read but not yet acknowledged',
-    labelNames,
-    registers: [registry],
-  }),
   claimCheckBytes: new Counter({
     name: 'atlas_claim_check_bytes_total',
     help: 'Bytes stored as claim-check blobs',
@@ -63,7 +58,7 @@ export const metrics = {
   }),
   paused: new Gauge({
     name: 'atlas_backpressure_paused',
-    help: '1 while reading is paused by backpressure',
+    help: '1 while the stage instance does not read because its output is over ATLAS_HIGH_WATER',
     labelNames,
     registers: [registry],
   }),
@@ -99,8 +94,27 @@ export const metrics = {
   }),
   transientErrors: new Counter({
     name: 'atlas_transient_errors_total',
-    help: 'Retried faults of Redis or a sink',
-    labelNames,
+    help: 'Faults retried in place, by kind: redis (Redis unreachable or timed out), sink (the output refused or failed)',
+    labelNames: ['stage', 'kind'],
+    registers: [registry],
+  }),
+  leaseHolder: new Gauge({
+    name: 'atlas_lease_holder',
+    help: "1 while this instance (consumer) holds its singleton stage's lease, 0 while it waits as a standby",
+    labelNames: ['stage', 'consumer'],
+    registers: [registry],
+  }),
+  sinkMessages: new Counter({
+    name: 'atlas_sink_messages_total',
+    help: 'Messages the sink confirmed as durably written (Kafka acks=all, or the Redis sink MULTI)',
+    labelNames: ['sink'],
+    registers: [registry],
+  }),
+  sinkPublishSeconds: new Histogram({
+    name: 'atlas_sink_publish_seconds',
+    help: 'Time of one publish call to the sink (one batch), by outcome (ok, error)',
+    labelNames: ['sink', 'outcome'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   }),
 };

@@ -43,14 +43,24 @@ export interface MemoryWatch {
   stop(): void;
 }
 
-/** Reads INFO memory every `refreshMs`; warns once (one line) when the setup is unsafe. */
-export function watchMemory(redis: Redis, limitPercent: number, refreshMs: number, log: Logger): MemoryWatch {
+/**
+ * Reads INFO memory every `refreshMs`; warns once (one line) when the setup is unsafe. `onRead`
+ * sees every reading (the door's gauges).
+ */
+export function watchMemory(
+  redis: Redis,
+  limitPercent: number,
+  refreshMs: number,
+  log: Logger,
+  onRead: (m: RedisMemory) => void = () => {},
+): MemoryWatch {
   let percent = 0;
   let warned = false;
   const refresh = () =>
     redisMemory(redis).then(
       (m) => {
         percent = m.max > 0 ? (m.used / m.max) * 100 : 0;
+        onRead(m);
         const risk = warned ? null : memoryRisk(m);
         warned = true;
         if (risk) log.warn({ maxmemory: m.max, policy: m.policy }, risk);

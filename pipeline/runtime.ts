@@ -8,8 +8,10 @@ import type { Config } from './config.ts';
 import { keys } from './keys.ts';
 import type { Logger } from './log.ts';
 import { registry } from './metrics.ts';
-import { connectWorker } from './redis.ts';
+import { reportPipeline } from './pipeline-gauges.ts';
+import { connectFailFast, connectWorker } from './redis.ts';
 import type { StageContext, StageFactory } from './stage.ts';
+import { startTracing, stopTracing } from './tracing.ts';
 import { Worker } from './worker.ts';
 
 export interface Component {
@@ -50,7 +52,12 @@ export async function stageComponent(
 }
 
 export async function run(components: Component[], config: Config, log: Logger): Promise<void> {
+  // Before any component starts, so the first request and the first batch are traced.
+  await startTracing('atlas', log);
   const metricsServer = config.ATLAS_METRICS_PORT > 0 ? serveOps(config, components, log) : undefined;
+  // Stage processes only: the door's Redis user may not read the other streams or the DLQ.
+  // Read only when scraped (the operator listener, or the door's /metrics in the same process).
+  const pipeline = components.some((c) => 'worker' in c) ? pipelineGauges(config, log) : undefined;
   let stopping = false;
   const stopAll = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -61,7 +68,10 @@ export async function run(components: Component[], config: Config, log: Logger):
       process.exit(1);
     }, config.ATLAS_SHUTDOWN_MS);
     await Promise.allSettled(components.map((c) => c.stop()));
+    // After the components: the spans of their last batches are exported too.
+    await stopTracing(log);
     metricsServer?.close();
+    pipeline?.();
     clearTimeout(deadline);
     log.info('stopped cleanly');
     process.exit(0);
@@ -70,6 +80,16 @@ export async function run(components: Component[], config: Config, log: Logger):
   process.once('SIGINT', () => void stopAll('SIGINT'));
   for (const c of components) await c.start();
   log.info({ components: components.map((c) => c.name) }, 'running');
+}
+
+/** Reports the pipeline gauges (lag, DLQ) on a connection of their own; returns how to stop. */
+function pipelineGauges(config: Config, log: Logger): () => void {
+  const redis = connectFailFast(config, 'atlas-metrics', log);
+  const stop = reportPipeline(redis, keys(config.ATLAS_PREFIX), log);
+  return () => {
+    stop();
+    redis.disconnect();
+  };
 }
 
 /** Why the first component that is not ready is not, or null. */

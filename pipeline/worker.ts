@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import { backlog, groupsOf } from './backlog.ts';
+import { backlog } from './backlog.ts';
 import { backoffMs, sleep } from './backoff.ts';
 import { resolveBlobs } from './claim-check.ts';
 import { Commit } from './commit.ts';
@@ -20,12 +20,13 @@ import { Generation, StateLostError } from './generation.ts';
 import { type Beat, publishBeat, withdrawBeat } from './heartbeat.ts';
 import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
-import type { Logger } from './log.ts';
+import { entryLog, type Logger } from './log.ts';
 import { metrics } from './metrics.ts';
 import { connectFailFast, isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
 import { trimAcknowledged } from './retention.ts';
 import { type Fence, FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
+import { type EntrySpans, entrySpans, noSpans } from './tracing.ts';
 import { ProgressWatch, type Verdict } from './watchdog.ts';
 
 const HOUSEKEEPING_MS = 1000;
@@ -78,6 +79,8 @@ export class Worker {
   /** A fail-fast connection for the watchdog and heartbeat, never queued behind a blocking read. */
   private readonly side: Redis;
   private beatTimer: NodeJS.Timeout | undefined;
+  /** The tracing spans of the batch in hand (outputs carry their traceparent). */
+  private spans: EntrySpans = noSpans;
 
   constructor(stage: Stage, redis: Redis, keys: Keys, config: Config, log: Logger) {
     this.stage = stage;
@@ -169,6 +172,7 @@ export class Worker {
       clearInterval(this.beatTimer);
       // Even when stopping interrupts a retry: a standby takes over now, not after the lease lapses.
       await this.lease?.release();
+      if (this.lease) metrics.leaseHolder.remove({ stage: this.stage.name, consumer: this.consumer });
       await withdrawBeat(this.side, this.keys, this.stage.name, this.consumer).catch(() => {});
       this.side.disconnect();
       await this.stage.stop?.();
@@ -181,6 +185,7 @@ export class Worker {
     if (this.lost) return;
     this.lost = why;
     this.active = false;
+    this.showLease(false);
     metrics.stateLost.set({ stage: this.stage.name }, 1);
     this.log.error(
       { reason: why },
@@ -265,10 +270,12 @@ export class Worker {
   private async activate(): Promise<boolean> {
     if (this.lease) {
       this.log.info('waiting for the lease (hot standby)');
+      this.showLease(false);
       if (!(await this.lease.acquire(() => this.stopping))) return false;
       this.lease.onLost = () => {
         this.log.warn('lease lost; stepping down');
         this.active = false;
+        this.showLease(false);
       };
       this.log.info({ token: this.lease.token }, 'active');
     }
@@ -281,6 +288,7 @@ export class Worker {
     });
     // The lease may have lapsed while the stage was getting ready: then go back to standby.
     this.active = !this.lease || this.lease.token !== undefined;
+    this.showLease(this.active);
     // The previous holder is gone (we hold its lease): its pending entries are ours at once.
     this.takeOverAll = this.stage.singleton === true;
     this.lastClaim = 0;
@@ -290,9 +298,16 @@ export class Worker {
 
   private async deactivate(): Promise<void> {
     this.active = false;
+    this.showLease(false);
     this.reseq = undefined;
     // Redis may be gone or lost: activation loads the stage's state again anyway.
     await this.resetStage().catch((err: unknown) => this.log.warn({ err: describe(err) }, 'reset failed'));
+  }
+
+  /** atlas_lease_holder of a singleton: 1 while this instance holds the lease, 0 as a standby. */
+  private showLease(held: boolean): void {
+    if (this.lease)
+      metrics.leaseHolder.set({ stage: this.stage.name, consumer: this.consumer }, held ? 1 : 0);
   }
 
   private orderKey(): string {
@@ -348,7 +363,7 @@ export class Worker {
       return;
     }
     const transient = isTransient(err);
-    if (transient) metrics.transientErrors.inc({ stage: this.stage.name });
+    if (transient) this.countFault(err);
     this.log[transient ? 'warn' : 'error'](
       { err },
       transient ? 'Redis unavailable; retrying' : 'step failed; retrying',
@@ -359,12 +374,17 @@ export class Worker {
     await sleep(backoffMs(this.failures++));
   }
 
+  private countFault(err: unknown): void {
+    metrics.transientErrors.inc({ stage: this.stage.name, kind: faultKind(err) });
+  }
+
   private async retrying(fn: () => Promise<void>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();
       } catch (err) {
         if (this.stopping || lostReason(err)) throw err;
+        if (isTransient(err)) this.countFault(err);
         this.log.warn({ err }, 'retrying');
         await sleep(backoffMs(attempt));
       }
@@ -439,6 +459,21 @@ export class Worker {
     // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
     const pre = this.newCommit();
     const ordered = this.order(items, pre);
+    this.spans = entrySpans(
+      this.stage.name,
+      this.inputKey,
+      ordered.items.map((i) => i.entry),
+    );
+    try {
+      await this.handleBatch(pre, ordered);
+    } finally {
+      this.spans.end();
+      this.spans = noSpans;
+    }
+    metrics.batchSeconds.observe({ stage: this.stage.name }, (performance.now() - started) / 1000);
+  }
+
+  private async handleBatch(pre: Commit, ordered: { items: Item[]; advance: Map<string, bigint> }) {
     const failed = await this.persist(async () => {
       const main = this.newCommit();
       try {
@@ -460,7 +495,6 @@ export class Worker {
       await this.persist(() => this.commit(pre));
       await this.isolate(ordered.items);
     }
-    metrics.batchSeconds.observe({ stage: this.stage.name }, (performance.now() - started) / 1000);
   }
 
   /**
@@ -474,7 +508,7 @@ export class Worker {
       } catch (err) {
         // A lost lease or lost state ends the retry: the step must not be written by us any more.
         if (!isTransient(err) || this.stopping || !this.active || this.lost) throw err;
-        metrics.transientErrors.inc({ stage: this.stage.name });
+        this.countFault(err);
         this.log.warn({ err: describe(err), attempt }, 'transient fault; retrying the step');
         await sleep(backoffMs(attempt));
         await this.resetStage().catch(() => {});
@@ -567,7 +601,7 @@ export class Worker {
         } catch (err) {
           if (endsTheStep(err)) throw err;
           await this.resetStage();
-          this.log.warn({ err, id: item.entry.id, attempt }, 'entry failed');
+          this.log.warn({ err, ...entryLog(item.entry), attempt }, 'entry failed');
           if (attempt >= this.config.ATLAS_MAX_DELIVERIES) {
             item.dead = { reason: 'handler_error', error: err };
             item.entry.deliveries = attempt; // the DLQ's attempt count
@@ -622,7 +656,7 @@ export class Worker {
       send: (fields: Fields, stream?: string) => {
         const name = stream ?? output;
         if (!name) throw new Error(`stage ${this.stage.name} has no output stream`);
-        commit.append(this.keys.stream(name), fields);
+        commit.append(this.keys.stream(name), this.spans.carry(fields));
       },
       ack: (entry) => commit.ack(entry.id),
       deadLetter: (entry, reason, error) => this.deadLetterInto(commit, entry, reason, error),
@@ -632,17 +666,19 @@ export class Worker {
 
   private deadLetterInto(commit: Commit, entry: Entry, reason: string, error: unknown): void {
     commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
+    commit.write('HINCRBY', this.keys.dlqCounts, `${this.stage.name}|${reason}`, '1');
     if (this.stage.marker && this.stage.output) {
       const marker: Fields = { skip: reason };
       for (const f of this.stage.marker) {
         const v = entry.optionalText(f);
         if (v !== undefined) marker[f] = v;
       }
-      commit.append(this.keys.stream(this.stage.output), marker);
+      commit.append(this.keys.stream(this.stage.output), this.spans.carry(marker));
     }
     commit.ack(entry.id);
     metrics.deadLettered.inc({ stage: this.stage.name, reason });
-    this.log.warn({ id: entry.id, reason, error: describe(error) }, 'dead-lettered');
+    this.spans.deadLettered(entry, reason, error);
+    this.log.warn({ ...entryLog(entry), reason, error: describe(error) }, 'dead-lettered');
   }
 
   private async runTick(): Promise<void> {
@@ -668,11 +704,6 @@ export class Worker {
       this.paused = paused;
       metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
     }
-    const mine = (await groupsOf(this.redis, this.inputKey)).find((g) => g.name === this.group);
-    if (mine) {
-      metrics.lag.set({ stage: this.stage.name }, mine.lag ?? 0);
-      metrics.pending.set({ stage: this.stage.name }, mine.pending);
-    }
     await trimAcknowledged(this.redis, this.keys, this.inputKey, this.config.ATLAS_RETAIN_ENTRIES);
     await trimDeadLetters(this.redis, this.keys, this.config, this.log);
   }
@@ -681,6 +712,11 @@ export class Worker {
 /** Faults that say "try again later", not "this entry is bad". */
 function isTransient(err: unknown): boolean {
   return err instanceof TransientError || isTransientRedisError(err);
+}
+
+/** A stage's TransientError is its sink failing; anything else transient is Redis. */
+function faultKind(err: unknown): 'sink' | 'redis' {
+  return err instanceof TransientError ? 'sink' : 'redis';
 }
 
 /** Faults that are about the worker, not the batch: never a reason to handle entries one by one. */

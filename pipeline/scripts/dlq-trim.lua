@@ -1,9 +1,10 @@
 -- dlq-trim: bounds the dead-letter stream by count and by age, oldest first, releasing the
 -- blobs the deleted entries point at (so reference counts stay right). Looks at one entry at
 -- a time: when the oldest is within both bounds, the call costs one XLEN and one XRANGE.
--- KEYS: 1 dlq, 2 blob refs   ARGV: blobPrefix, maxEntries (0 = any), maxAgeMs (0 = any), limit
+-- KEYS: 1 dlq, 2 blob refs, 3 dlq counts   ARGV: blobPrefix, maxEntries (0 = any), maxAgeMs (0 = any), limit
 -- Returns how many entries were deleted.
 --@include lib/blobs.lua
+--@include lib/dlq-counts.lua
 
 local maxEntries, maxAgeMs, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local excess = 0
@@ -21,6 +22,7 @@ while trimmed < limit do
   local addedMs = tonumber(string.match(oldest[1], '^(%d+)'))
   if trimmed >= excess and addedMs >= cutoff then break end
   release(oldest[2], KEYS[2], ARGV[1])
+  uncount(KEYS[3], oldest[2])
   redis.call('XDEL', KEYS[1], oldest[1])
   trimmed = trimmed + 1
 end

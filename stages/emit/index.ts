@@ -9,18 +9,26 @@ import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { type Generation, StateLostError } from '../../pipeline/generation.ts';
 import { streams } from '../../pipeline/keys.ts';
-import type { Logger } from '../../pipeline/log.ts';
-import { endToEndSeconds } from '../../pipeline/metrics.ts';
+import { entryLog, type Logger } from '../../pipeline/log.ts';
+import { endToEndSeconds, metrics } from '../../pipeline/metrics.ts';
 import { redactUrl } from '../../pipeline/secrets.ts';
 import { FencedError, type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
+import { sendSpans } from '../../pipeline/tracing.ts';
 import { kafkaConnection } from './kafka-client.ts';
 import { KafkaSink } from './kafka-sink.ts';
+import { metered } from './metered-sink.ts';
 import { RedisSink } from './redis-sink.ts';
-import { type Sink, sequencesOf, type Tail, unpublished } from './sink.ts';
+import { type OutMessage, type Sink, sequencesOf, type Tail, unpublished } from './sink.ts';
 
 export const createEmit: StageFactory = (ctx) => {
   const { log } = ctx;
   const sink = openSink(ctx);
+  const topic = ctx.config.KAFKA_TOPIC_CANONICAL;
+  const sendAttributes = {
+    'messaging.system': ctx.config.KAFKA_BROKER ? 'kafka' : 'redis',
+    'messaging.operation.type': 'send',
+    'messaging.destination.name': topic,
+  };
   const breaker = new CircuitBreaker('emit');
   /**
    * Highest sequence number the sink has confirmed per root, in this process. A step whose send
@@ -33,26 +41,45 @@ export const createEmit: StageFactory = (ctx) => {
 
   async function publish(entries: Entry[]): Promise<void> {
     if (!breaker.allows()) throw new TransientError('sink circuit open');
-    const all = entries.map((e) => ({
-      rootId: e.text('root'),
-      sequenceNumber: BigInt(e.text('sequence_number')),
-      value: e.bytes('value'),
-      traceparent: e.text('traceparent'),
-      ...(generation ? { generation: generation.id } : {}),
-    }));
-    const messages = unpublished(all, published);
+    const sourceOf = new Map<OutMessage, Entry>(
+      entries.map((e) => [
+        {
+          rootId: e.text('root'),
+          sequenceNumber: BigInt(e.text('sequence_number')),
+          value: e.bytes('value'),
+          traceparent: e.text('traceparent'),
+          ...(generation ? { generation: generation.id } : {}),
+        },
+        e,
+      ]),
+    );
+    const messages = unpublished([...sourceOf.keys()], published);
     if (messages.length === 0) return;
+    // One producer span per message under its entry's emit span; the message carries it.
+    const sends = sendSpans(
+      `publish ${topic}`,
+      messages.map((m) => sourceOf.get(m)!),
+      sendAttributes,
+    );
+    messages.forEach((m, i) => {
+      m.traceparent = sends[i]!.traceparent;
+    });
     try {
       await sink.publish(messages);
       for (const m of messages) published.set(m.rootId, m.sequenceNumber);
+      // Emit's output is the sink, not a stream: the runtime's count of appends does not see it.
+      metrics.entriesOut.inc({ stage: 'emit' }, messages.length);
       breaker.success();
     } catch (err) {
+      for (const s of sends) s.fail(err);
       if (err instanceof FencedError) throw err; // another instance is active: not a sink fault
       breaker.failure();
       throw new TransientError(
         `publishing to the sink failed: ${err instanceof Error ? err.message : String(err)}`,
         { cause: err },
       );
+    } finally {
+      for (const s of sends) s.end();
     }
   }
 
@@ -82,11 +109,7 @@ export const createEmit: StageFactory = (ctx) => {
     async handle(entries, step) {
       const messages = entries.filter((e) => !e.has('skip'));
       for (const e of entries) {
-        if (e.has('skip'))
-          log.warn(
-            { root: e.text('root'), sequence_number: e.text('sequence_number') },
-            'skipped: dead-lettered upstream',
-          );
+        if (e.has('skip')) log.warn(entryLog(e), 'skipped: dead-lettered upstream');
       }
       if (messages.length > 0) await publish(messages);
       const now = Date.now();
@@ -121,14 +144,17 @@ export function openSink({ config, redis, keys, log, lease }: StageContext): Sin
       : 'emit: KAFKA_BROKER is not set; publishing to the Redis stream sink',
   );
   return config.KAFKA_BROKER
-    ? new KafkaSink({
-        connection: kafkaConnection(config),
-        topic,
-        transactionalId: config.KAFKA_TRANSACTIONAL_ID || `atlas-emit-${config.ATLAS_PREFIX}-${topic}`,
-        stillActive,
-        log,
-      })
-    : new RedisSink(redis, keys.stream(`out:${topic}`), lease);
+    ? metered(
+        new KafkaSink({
+          connection: kafkaConnection(config),
+          topic,
+          transactionalId: config.KAFKA_TRANSACTIONAL_ID || `atlas-emit-${config.ATLAS_PREFIX}-${topic}`,
+          stillActive,
+          log,
+        }),
+        'kafka',
+      )
+    : metered(new RedisSink(redis, keys.stream(`out:${topic}`), lease), 'redis');
 }
 
 /**

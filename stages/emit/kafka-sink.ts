@@ -15,6 +15,7 @@ import kafkajs, {
   type Transaction,
 } from 'kafkajs';
 import type { Logger } from '../../pipeline/log.ts';
+import { LogLimit } from '../../pipeline/log-limit.ts';
 import { FencedError } from '../../pipeline/stage.ts';
 import type { KafkaConnection } from './kafka-client.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
@@ -72,6 +73,8 @@ export class KafkaSink implements Sink {
    * last successful send there: where to re-read after a failure.
    */
   private readonly written = new Map<number, bigint>();
+  /** kafkajs logs each failed retry: one line per kind every 10 s, with the count held back. */
+  private readonly logLimit = new LogLimit(10_000);
   /** A publish failed: its transaction may have committed all the same. */
   private uncertain = false;
 
@@ -253,7 +256,10 @@ export class KafkaSink implements Sink {
     // connectedProducer): expected and retried. kafkajs logs it only as text.
     if (`${message} ${String(fields.error ?? '')}`.includes(CONCURRENT_TRANSACTIONS)) return;
     const at = level <= kafkajs.logLevel.ERROR ? 'error' : level === kafkajs.logLevel.WARN ? 'warn' : 'debug';
-    this.log[at]({ ...fields, namespace }, `kafka: ${message}`);
+    // Per kind of line: the message without its numbers (broker ports, retry counts, ids).
+    const suppressed = this.logLimit.admit(`${namespace} ${message.replace(/\d+/g, '#')}`);
+    if (suppressed === null) return;
+    this.log[at]({ ...fields, namespace, ...(suppressed > 0 ? { suppressed } : {}) }, `kafka: ${message}`);
   }
 }
 

@@ -5,6 +5,7 @@
  * a connection cap, a nesting limit checked before parsing, and 429 near Redis maxmemory.
  */
 import { randomUUID } from 'node:crypto';
+import { SpanKind } from '@opentelemetry/api';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -21,9 +22,10 @@ import { StateLostError, watchGeneration } from '../../pipeline/generation.ts';
 import { pipelineProblems, readBeats } from '../../pipeline/heartbeat.ts';
 import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
-import { registry } from '../../pipeline/metrics.ts';
+import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
 import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
+import { startWork } from '../../pipeline/tracing.ts';
 import { type Accepted, accept, traceparentFor } from './accept.ts';
 import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
 import {
@@ -87,6 +89,10 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT,
     config.ATLAS_REDIS_MEMORY_REFRESH_MS,
     app.log as Logger,
+    (m) => {
+      ingestMetrics.redisMemoryUsed.set(m.used);
+      ingestMetrics.redisMemoryMax.set(m.max);
+    },
   );
   const generation = watchGeneration(redis, keys);
   app.addHook('onClose', async () => {
@@ -101,6 +107,15 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     done(null, payload);
+  });
+  // The route's pattern, never the URL: a scan of made-up paths must not make new series.
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    ingestMetrics.requestSeconds.observe(
+      { method: req.method, route, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    done();
   });
   // Only JSON is accepted at the door: anything else is a 415.
   app.removeAllContentTypeParsers();
@@ -126,13 +141,33 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   };
   const acceptAll = async (req: FastifyRequest, envelopes: Envelope[]): Promise<Accepted[]> => {
     if (backlogWatch.over()) throw retryLater(new BackpressureError(), 1);
-    const traceparent = traceparentFor(req.headers.traceparent as string | undefined);
-    const context = { traceparent, requestId: req.id };
-    const results = await accept(redis, opts, envelopes, context).catch(async (err: unknown) => {
-      // `atlas recover` may have just written the generation this door has not adopted yet.
-      if (!(err instanceof StateLostError) || (await generation.refresh()) !== null) throw err;
-      return accept(redis, opts, envelopes, context);
-    });
+    const header = req.headers.traceparent as string | undefined;
+    // The caller's trace goes on through this span; the entries carry the span's traceparent.
+    const span = startWork(
+      'ingest',
+      SpanKind.SERVER,
+      header,
+      {
+        'http.request.method': req.method,
+        'http.route': req.routeOptions.url ?? req.url,
+        'atlas.request_id': req.id,
+        'atlas.events': envelopes.length,
+        ...(envelopes.length === 1 ? { 'atlas.event_id': envelopes[0]!.event_id } : {}),
+      },
+      () => traceparentFor(header),
+    );
+    const context = { traceparent: span.traceparent, requestId: req.id };
+    const results = await accept(redis, opts, envelopes, context)
+      .catch(async (err: unknown) => {
+        // `atlas recover` may have just written the generation this door has not adopted yet.
+        if (!(err instanceof StateLostError) || (await generation.refresh()) !== null) throw err;
+        return accept(redis, opts, envelopes, context);
+      })
+      .catch((err: unknown) => {
+        span.fail(err);
+        throw err;
+      })
+      .finally(() => span.end());
     for (const r of results) ingestMetrics.events.inc({ outcome: r.duplicate ? 'duplicate' : 'accepted' });
     return results;
   };
@@ -245,6 +280,7 @@ function replyError(err: FastifyError & Extras, req: FastifyRequest, reply: Fast
   if (isOutOfMemory(err)) return replyError(retryLater(new RedisFullError('out of memory'), 1), req, reply);
   if (isTransientRedisError(err)) {
     ingestMetrics.rejected.inc({ reason: 'redis_unavailable' });
+    metrics.transientErrors.inc({ stage: 'ingest', kind: 'redis' });
     // A timed-out script may still have run: only a refused connection proves nothing went in.
     const message = /timed out/i.test(err.message)
       ? 'Redis did not answer in time; the events may have been accepted: retry with the same event_id (duplicates are detected)'

@@ -8,7 +8,10 @@
  * - the Redis stream `{prefix}:serialized` holds the backlog: it grows through the outage and is
  *   drained afterwards; nothing is dead-lettered (an outage is transient, never poison);
  * - afterwards the topic holds every update exactly once, in order (per root 1..N, N = what
- *   per-event emission makes of the posted events), the last one the reference's final graph.
+ *   per-event emission makes of the posted events), the last one the reference's final graph;
+ * - /metrics says so: during the outage sink faults counted (kind=sink), failed publishes timed,
+ *   the circuit open, emit's lag in seconds growing; afterwards emit's entries out and the
+ *   sink's messages are the messages in the topic.
  *
  * The broker: by default a broker of this test's own (ops/services on ATLAS_E2E_OUTAGE_KAFKA_PORT,
  * default 29092; the same Kafka 3.9.2 KRaft setup as the shared one), so stopping it disturbs no
@@ -35,6 +38,12 @@ const EVENTS_PER_S = 20;
 const OPEN_WITHIN_MS = 20_000;
 
 const fx = useRedis('e2e-outage');
+
+/** One series' value in a /metrics text (NaN when absent). */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : Number.NaN;
+}
 
 interface Sample {
   /** ms since the broker was down. */
@@ -82,6 +91,7 @@ it('Kafka down for 30 s mid-stream: not ready meanwhile, backlog in Redis, nothi
       await delay(250);
     }
     const postedDuringOutage = posted - postedAtDown;
+    const duringOutage = await p.metrics();
     await kafkaUp(PORT);
     brokerDown = false;
     const upAt = performance.now() - downAt;
@@ -120,6 +130,16 @@ it('Kafka down for 30 s mid-stream: not ready meanwhile, backlog in Redis, nothi
     expect(await p.deadLetters()).toEqual([]);
     expect(p.crashes()).toEqual([]);
     expect((await p.ready()).status).toBe(200);
+
+    expect(sample(duringOutage, 'atlas_transient_errors_total{stage="emit",kind="sink"}')).toBeGreaterThan(0);
+    expect(
+      sample(duringOutage, 'atlas_sink_publish_seconds_count{sink="kafka",outcome="error"}'),
+    ).toBeGreaterThan(0);
+    expect(sample(duringOutage, 'atlas_circuit_open{stage="emit"}')).toBe(1);
+    expect(sample(duringOutage, 'atlas_consumer_lag_seconds{stage="emit"}')).toBeGreaterThan(5);
+    const after = await p.metrics();
+    expect(sample(after, 'atlas_entries_out_total{stage="emit"}')).toBe(total);
+    expect(sample(after, 'atlas_sink_messages_total{sink="kafka"}')).toBe(total);
     console.log(
       `kafka-outage: ${posted} events (${postedDuringOutage} during the outage), ${total} messages; ` +
         `/ready 503 from ${samples[opened]!.t.toFixed(0)} ms after the broker went down; broker back at ${upAt.toFixed(0)} ms; ` +

@@ -58,7 +58,7 @@ it('a restart of everything on an empty Redis stops loudly; atlas recover contin
     await waitForCount(topic, countOf(published), 60_000);
 
     await p.stop();
-    await redis.restart();
+    await redis.restart({ keepData: false });
     const second = await p.up('second');
     // The fresh door knows nothing of the loss; the emit stage finds out from the topic.
     await postJson(`${p.doorUrl()}/events`, events[80]);

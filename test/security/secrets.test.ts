@@ -129,7 +129,7 @@ describe('a Redis restart under a running stage', () => {
     await stage.waitForLog('worker started');
     await scratch.stop();
     await delay(2500); // a few reconnect attempts fail meanwhile
-    await scratch.restart();
+    await scratch.restart({ keepData: false });
     const back = await stage.waitForLog('redis: connected again');
     // one warning for the whole outage; the failed reconnects after it are only counted
     expect(

@@ -103,6 +103,11 @@ export class E2EPipeline extends PipelineProcesses {
     return request(`${this.doorUrl()}/ready`);
   }
 
+  /** GET /metrics of a door (with `atlas up`, the whole pipeline's process). */
+  async metrics(): Promise<string> {
+    return (await request(`${this.doorUrl()}/metrics`)).text;
+  }
+
   /** Entries of `{prefix}:serialized` the emit stage has not acknowledged (unread + pending). */
   emitBacklog(): Promise<number> {
     return backlog(this.redis, this.keys.stream(streams.serialized));

@@ -112,6 +112,11 @@ export class PipelineProcesses {
     return [...this.procs.entries()].map(([name, p]) => `=== ${name}\n${p.child.output()}`).join('\n');
   }
 
+  /** The door of process `name` (undefined when it has none). */
+  urlOf(name: string): string | undefined {
+    return this.procs.get(name)?.url;
+  }
+
   /** A door, round-robin over the running ones. */
   doorUrl(): string {
     const doors = [...this.procs.values()].flatMap((p) => (p.url && !p.child.exit ? [p.url] : []));

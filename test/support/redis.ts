@@ -2,7 +2,11 @@
  * The real Redis the suite runs against, a unique key prefix per test file (or test), and the
  * cleanup of that prefix's keys afterwards. Tests never mock Redis.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { Generation } from '../../pipeline/generation.ts';
@@ -108,59 +112,77 @@ export interface ScratchRedis {
   /** SIGSTOP: the server hangs (connections stay open, nothing answers). */
   pause(): void;
   resume(): void;
+  /**
+   * Stops the server (SHUTDOWN: with an AOF it is flushed first) and starts it again on the same
+   * port; without `keepData` its files are deleted in between, so it comes back empty.
+   */
+  restart(opts: { keepData: boolean }): Promise<void>;
   stop(): Promise<void>;
-  /** A new, empty server on the same port (clients reconnect to it). */
-  restart(): Promise<void>;
 }
 
-/** A throwaway redis-server on a spare port, for tests that take Redis away. */
-export async function startScratchRedis(): Promise<ScratchRedis> {
+/**
+ * A throwaway redis-server on a spare port, for tests that take Redis away. With `aof` it keeps
+ * an append-only file (fsync every second, like ops/services) in a directory of its own, so a
+ * restart keeps the data.
+ */
+export async function startScratchRedis(opts: { aof?: boolean } = {}): Promise<ScratchRedis> {
   const port = await freePort();
-  let server = await spawnRedis(port);
+  const dir = await mkdtemp(join(tmpdir(), 'atlas-redis-'));
+  const url = `redis://127.0.0.1:${port}`;
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
+  args.push(...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']));
+  const launch = async () => {
+    const proc = spawn('redis-server', args, { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    await waitForPing(url);
+    return { proc, exited };
+  };
+  let server = await launch();
+  const kill = async (signal: NodeJS.Signals) => {
+    const { proc, exited } = server;
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGCONT');
+    proc.kill(signal);
+    await exited;
+  };
   return {
-    url: server.url,
+    url,
     port,
     pause: () => server.proc.kill('SIGSTOP'),
     resume: () => server.proc.kill('SIGCONT'),
-    stop: () => server.stop(),
-    restart: async () => {
-      await server.stop();
-      server = await spawnRedis(port);
+    restart: async ({ keepData }) => {
+      await kill(keepData ? 'SIGTERM' : 'SIGKILL');
+      if (!keepData) {
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir);
+      }
+      server = await launch();
+    },
+    stop: async () => {
+      await kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }
 
-async function spawnRedis(port: number) {
-  const { spawn } = await import('node:child_process');
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const url = `redis://127.0.0.1:${port}`;
+/** Waits until a server answers PING (10 s at most). */
+async function waitForPing(url: string): Promise<void> {
   const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {}); // refused until the server listens: connect() below says so
+  probe.on('error', () => undefined);
   const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50));
+  try {
+    for (;;) {
+      try {
+        await probe.connect();
+        await probe.ping();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        probe.disconnect();
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
+  } finally {
+    probe.disconnect();
   }
-  probe.disconnect();
-  return {
-    url,
-    proc,
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGCONT');
-      proc.kill('SIGKILL');
-      await exited;
-    },
-  };
 }
