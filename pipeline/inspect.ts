@@ -1,7 +1,7 @@
 /** A readable view of XINFO for every stream of the pipeline (`atlas streams`), and replay. */
 import type { Redis } from 'ioredis';
 import { groupsOf } from './backlog.ts';
-import { generationKeys } from './generation.ts';
+import { generationKeys, LOST_PREFIX } from './generation.ts';
 import { type Beat, pipelineProblems, readBeats } from './heartbeat.ts';
 import type { Keys } from './keys.ts';
 import { compareStreamIds } from './retention.ts';
@@ -98,9 +98,9 @@ export async function describeHealth(redis: Redis, keys: Keys): Promise<Health> 
 }
 
 export function printHealth({ generation, instances, problems }: Health): void {
-  console.log(
-    `pipeline generation ${generation ?? '(none)'}: ${problems.length === 0 ? 'ready' : 'NOT READY'}`,
-  );
+  const shown =
+    generation === null ? '(none)' : generation.startsWith(LOST_PREFIX) ? '(declared lost)' : generation;
+  console.log(`pipeline generation ${shown}: ${problems.length === 0 ? 'ready' : 'NOT READY'}`);
   for (const p of problems) console.log(`  ! ${p}`);
   const now = Date.now();
   for (const b of [...instances].sort((x, y) => x.stage.localeCompare(y.stage))) {
