@@ -58,6 +58,11 @@ export const createCanonical: StageFactory = ({ config, redis, keys }) => {
     input: streams.transitive,
     output: streams.canonical,
     singleton: true,
+    // A root's graphs in the order transitive made them, whatever order they are read in (a
+    // re-read of pending entries comes late): an older graph read after a newer one would be
+    // dropped as stale, and its update lost. With conflation, inputs are held unacknowledged
+    // across steps, which an order checkpoint would pass over; the window keeps the latest anyway.
+    ...(conflateMs > 0 ? {} : { order: { seq: 'out_seq' } }),
     async activate() {
       emitted = await loadEmitted(redis, store);
       pending.clear();

@@ -12,6 +12,8 @@ export interface CheckpointKeys {
   topics: string;
   edges: string;
   topicEdges: string;
+  /** The last `out_seq` written: the stage's outputs are numbered densely, for canonical's order. */
+  outSeq: string;
 }
 
 export function checkpointKeys(keys: Keys): CheckpointKeys {
@@ -19,6 +21,7 @@ export function checkpointKeys(keys: Keys): CheckpointKeys {
     topics: keys.of('transitive', 'topics'),
     edges: keys.of('transitive', 'edges'),
     topicEdges: keys.of('transitive', 'topic-edges'),
+    outSeq: keys.of('transitive', 'out-seq'),
   };
 }
 
@@ -33,6 +36,10 @@ export function writeDelta(step: Step, k: CheckpointKeys, event: TopologyEvent):
   if (ext.kind === 'subtopic')
     step.write(op, k.topicEdges, `${event.source_space_id}|${ext.target_topic_id}`);
   else step.write(op, k.edges, `${event.source_space_id}|${ext.target_space_id}|${ext.kind}`);
+}
+
+export async function loadOutSeq(redis: Redis, k: CheckpointKeys): Promise<number> {
+  return Number((await redis.get(k.outSeq)) ?? 0);
 }
 
 export async function loadState(redis: Redis, k: CheckpointKeys): Promise<GraphState> {

@@ -9,7 +9,7 @@ import { streams } from '../../pipeline/keys.ts';
 import { Rejection, type StageFactory } from '../../pipeline/stage.ts';
 import type { TopologyEvent } from '../topology/events.ts';
 import { toWire } from '../topology/graph-wire.ts';
-import { checkpointKeys, loadState, writeDelta } from './checkpoint.ts';
+import { checkpointKeys, loadOutSeq, loadState, writeDelta } from './checkpoint.ts';
 import { TopologyGraph } from './domain/topology-graph.ts';
 
 export const createTransitive: StageFactory = ({ config, redis, keys, log }) => {
@@ -18,7 +18,20 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
   let graph = new TopologyGraph(roots);
   /** Hash last written per root by this process; a restart writes each root once more (canonical dedups). */
   const lastSent = new Map<string, string>();
+  /**
+   * Outputs are numbered 1, 2, 3… (`out_seq`, checkpointed with them), so that canonical — which
+   * must see a root's graphs in the order they were made — can have the runtime re-sequence
+   * them: a re-read of its own pending entries (after a lost reply, a takeover) comes in late.
+   */
+  let outSeq = 0;
   if (roots.length === 0) log.warn('ATLAS_ROOT_SPACE_ID is empty: no canonical graphs will be computed');
+
+  /** The graph and the output numbering as last committed (after a failed step, or on activation). */
+  async function restore(): Promise<void> {
+    graph = TopologyGraph.fromState(roots, await loadState(redis, k));
+    outSeq = await loadOutSeq(redis, k);
+    lastSent.clear();
+  }
 
   return {
     name: 'transitive',
@@ -27,14 +40,10 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
     order: { seq: 'seq' },
     singleton: true,
     async activate() {
-      graph = TopologyGraph.fromState(roots, await loadState(redis, k));
-      lastSent.clear();
+      await restore();
       return undefined;
     },
-    async reset() {
-      graph = TopologyGraph.fromState(roots, await loadState(redis, k));
-      lastSent.clear();
-    },
+    reset: restore,
     handle(entries, step) {
       for (const entry of entries) {
         if (entry.has('skip')) {
@@ -68,7 +77,9 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
           graph: JSON.stringify(wire),
           received_at: entry.text('received_at'),
           traceparent: entry.text('traceparent'),
+          out_seq: String(++outSeq),
         });
+        step.write('SET', k.outSeq, String(outSeq));
       }
     },
   };
