@@ -29,7 +29,7 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
 function doorRules(k: Keys): string[] {
   const g = generationKeys(k);
   const writable = [k.stream(streams.ingest), k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
-  const readable = [g.recovered, k.of('stages'), k.of('heartbeat', '*')];
+  const readable = [g.recovered, k.of('stages'), k.of('heartbeats'), k.of('heartbeat', '*')];
   return [
     ...[...writable, g.current, g.lineage].map((key) => `%RW~${key}`),
     ...readable.map((key) => `%R~${key}`),
@@ -45,7 +45,6 @@ function doorRules(k: Keys): string[] {
     '+mget',
     '+sadd',
     '+smembers',
-    '+scan',
   ];
 }
 

@@ -21,6 +21,9 @@ export interface Beat {
 }
 
 const stagesKey = (keys: Keys) => keys.of('stages');
+/** The heartbeat keys written so far: read with SMEMBERS, never found by a SCAN of the keyspace
+ * (which holds a dedup key per accepted event, millions of them, on every /ready). */
+const indexKey = (keys: Keys) => keys.of('heartbeats');
 const beatKey = (keys: Keys, stage: string, consumer: string) => keys.of('heartbeat', stage, consumer);
 
 export async function publishBeat(redis: Redis, keys: Keys, beat: Beat, ttlMs: number): Promise<void> {
@@ -28,24 +31,29 @@ export async function publishBeat(redis: Redis, keys: Keys, beat: Beat, ttlMs: n
     .multi()
     .set(beatKey(keys, beat.stage, beat.consumer), JSON.stringify(beat), 'PX', ttlMs)
     .sadd(stagesKey(keys), beat.stage)
+    .sadd(indexKey(keys), beatKey(keys, beat.stage, beat.consumer))
     .exec();
 }
 
 export async function withdrawBeat(redis: Redis, keys: Keys, stage: string, consumer: string): Promise<void> {
-  await redis.del(beatKey(keys, stage, consumer));
+  const key = beatKey(keys, stage, consumer);
+  await redis.multi().del(key).srem(indexKey(keys), key).exec();
+}
+
+/** Forgets the index entries of instances whose heartbeat expired (killed, not stopped). */
+export async function pruneBeats(redis: Redis, keys: Keys): Promise<void> {
+  const indexed = await redis.smembers(indexKey(keys));
+  if (indexed.length === 0) return;
+  const values = await redis.mget(...indexed);
+  const gone = indexed.filter((_, i) => values[i] === null);
+  if (gone.length > 0) await redis.srem(indexKey(keys), ...gone);
 }
 
 /** The live heartbeats, and every stage that ever ran against this pipeline. */
 export async function readBeats(redis: Redis, keys: Keys): Promise<{ stages: string[]; beats: Beat[] }> {
   const stages = (await redis.smembers(stagesKey(keys))).sort();
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', keys.of('heartbeat', '*'), 'COUNT', 500);
-    found.push(...batch);
-    cursor = next;
-  } while (cursor !== '0');
-  const values = found.length > 0 ? await redis.mget(...found) : [];
+  const indexed = await redis.smembers(indexKey(keys));
+  const values = indexed.length > 0 ? await redis.mget(...indexed) : [];
   const beats = values.flatMap((v) => (v ? [JSON.parse(v) as Beat] : []));
   return { stages, beats };
 }

@@ -17,7 +17,7 @@ import { GroupConsumer } from './consumer.ts';
 import { trimDeadLetters } from './dlq.ts';
 import { Entry, type Fields } from './entry.ts';
 import { Generation, StateLostError } from './generation.ts';
-import { type Beat, publishBeat, withdrawBeat } from './heartbeat.ts';
+import { type Beat, pruneBeats, publishBeat, withdrawBeat } from './heartbeat.ts';
 import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
 import { entryLog, type Logger } from './log.ts';
@@ -32,6 +32,8 @@ import { ProgressWatch, type Verdict } from './watchdog.ts';
 const HOUSEKEEPING_MS = 1000;
 /** How often the watchdog samples progress and the heartbeat is renewed. */
 const BEAT_MS = 1000;
+/** About once a minute, an instance forgets the heartbeats of instances killed without a stop. */
+const PRUNE_EVERY_BEATS = 60;
 
 interface Item {
   entry: Entry;
@@ -133,6 +135,7 @@ export class Worker {
   }
 
   private beatFailed = false;
+  private beats = 0;
 
   /** Why this instance is not ready, or null. */
   notReady(): string | null {
@@ -236,6 +239,7 @@ export class Worker {
         at: now,
       };
       await publishBeat(this.side, this.keys, beat, BEAT_MS * 3);
+      if (++this.beats % PRUNE_EVERY_BEATS === 0) await pruneBeats(this.side, this.keys);
       this.beatFailed = false;
     } catch (err) {
       if (!this.beatFailed) this.log.warn({ err: describe(err) }, 'heartbeat failed; retrying every second');
