@@ -29,8 +29,9 @@ import { jsonView, textView } from '../../stages/canonical/show.ts';
 import { canonicalStore, readCurrent } from '../../stages/canonical/store.ts';
 import { stageNames } from '../../stages/index.ts';
 import { normalizeHex } from '../../stages/topology/ids.ts';
+import { CliError, UsageError } from './errors.ts';
 import { kafkaInit, tail } from './output.ts';
-import { runStages, UsageError } from './process.ts';
+import { runStages } from './process.ts';
 import { describeRecovery, recover } from './recover.ts';
 
 const program = new Command('atlas')
@@ -307,9 +308,9 @@ program
 program.parseAsync().catch((err: unknown) => {
   // a driver's message may quote what it was given (a URL, a password): mask before printing
   const secrets = secretsOf(parseConfigQuietly());
-  if (err instanceof UsageError) {
+  if (err instanceof CliError) {
     process.stderr.write(`atlas: ${redactText(err.message, secrets)}\n`);
-    process.exit(1);
+    process.exit(err.exitCode);
   }
   const text =
     err instanceof Error ? (isServerAnswer(err) ? err.message : (err.stack ?? err.message)) : String(err);

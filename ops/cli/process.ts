@@ -4,8 +4,7 @@ import type { Logger } from '../../pipeline/log.ts';
 import { type Component, componentsNotReady, run, stageComponent } from '../../pipeline/runtime.ts';
 import { stageNames, workerStages } from '../../stages/index.ts';
 import { ingestComponent } from '../../stages/ingest/index.ts';
-
-export class UsageError extends Error {}
+import { UsageError } from './errors.ts';
 
 export async function runStages(names: string[], config: Config, log: Logger): Promise<void> {
   const unknown = names.filter((n) => !stageNames.includes(n));
