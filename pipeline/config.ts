@@ -175,6 +175,10 @@ export const settings = {
     int(0),
     'Coalesce changes of a root within this window into one emission (0 = per event)',
   ],
+  ATLAS_CHAINS: [
+    z.string().default(''),
+    'Stages `atlas up` runs as chains: comma-separated lists of stages joined by `+` (e.g. `validate+transitive+canonical+serialize`), passing entries in memory and committing once, without the streams between them; empty = every stage on its own, every stream kept',
+  ],
   KAFKA_BROKER: [z.string().default(''), 'Kafka bootstrap broker(s); empty = the Redis stream sink'],
   KAFKA_TOPIC_CANONICAL: [z.string().default('topology.canonical'), 'Kafka topic of CanonicalGraphUpdated'],
   KAFKA_TLS: [flag, 'Connect to Kafka over TLS (`true` for an `SSL` or `SASL_SSL` listener)'],

@@ -4,13 +4,14 @@
  */
 import { createServer } from 'node:http';
 import { tokenFor } from './auth.ts';
+import { chain } from './chain.ts';
 import type { Config } from './config.ts';
 import { keys } from './keys.ts';
 import type { Logger } from './log.ts';
 import { registry } from './metrics.ts';
 import { reportPipeline } from './pipeline-gauges.ts';
 import { connectFailFast, connectWorker } from './redis.ts';
-import type { StageContext, StageFactory } from './stage.ts';
+import type { Stage, StageContext, StageFactory } from './stage.ts';
 import { startTracing, stopTracing } from './tracing.ts';
 import { Worker } from './worker.ts';
 
@@ -22,9 +23,12 @@ export interface Component {
   notReady?(): Promise<string | null> | string | null;
 }
 
-/** A stage as a component: its own Redis connection (blocking reads) and worker. */
+/**
+ * A stage as a component: its own Redis connection (blocking reads) and worker. Several
+ * factories make one chain of them (`pipeline/chain.ts`), run and committed as one stage.
+ */
 export async function stageComponent(
-  factory: StageFactory,
+  factory: StageFactory | StageFactory[],
   config: Config,
   log: Logger,
 ): Promise<Component & { worker: Worker }> {
@@ -33,7 +37,10 @@ export async function stageComponent(
   let worker: Worker | undefined;
   const lease = () => worker?.fence;
   const ctx: StageContext = { config, redis, keys: keys(config.ATLAS_PREFIX), log, lease };
-  const stage = await factory(ctx);
+  const factories = Array.isArray(factory) ? factory : [factory];
+  const stages: Stage[] = [];
+  for (const f of factories) stages.push(await f(ctx));
+  const stage = stages.length === 1 ? stages[0]! : chain(stages, redis, ctx.keys, log);
   worker = new Worker(stage, redis, ctx.keys, config, log);
   let running: Promise<void> | undefined;
   return {

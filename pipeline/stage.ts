@@ -43,6 +43,12 @@ export interface Activation {
 
 export interface Stage {
   name: string;
+  /**
+   * The consumer group on `input`, and the name its order checkpoint and handling range are kept
+   * under; default `name`. A chain reads as its first stage, so either form goes on where the
+   * other left off.
+   */
+  group?: string;
   /** Stream names (without prefix). */
   input: string;
   output?: string;
@@ -58,6 +64,11 @@ export interface Stage {
    */
   activate?(context: Activation): Promise<Map<string, bigint> | undefined>;
   handle(entries: Entry[], step: Step): Promise<void> | void;
+  /**
+   * An input the runtime dead-lettered itself (poison, unreadable, failed alone): a chain passes
+   * its skip marker on to its later stages, in the place the input had in the batch.
+   */
+  skipped?(entry: Entry, reason: string, step: Step): Promise<void>;
   /** After a failed step: forget in-memory state that was not committed. */
   reset?(): Promise<void>;
   /** Timer-driven work, e.g. flushing conflated changes. */

@@ -81,6 +81,8 @@ export class Worker {
   /** A fail-fast connection for the watchdog and heartbeat, never queued behind a blocking read. */
   private readonly side: Redis;
   private beatTimer: NodeJS.Timeout | undefined;
+  /** Handling ranges sent and not yet confirmed (see markHandling). */
+  private marks: Promise<void>[] = [];
   /** The tracing spans of the batch in hand (outputs carry their traceparent). */
   private spans: EntrySpans = noSpans;
 
@@ -91,14 +93,14 @@ export class Worker {
     this.config = config;
     this.log = log.child({ stage: stage.name, consumer: this.consumer });
     this.inputKey = keys.stream(stage.input);
-    this.group = stage.name;
+    this.group = stage.group ?? stage.name;
     this.input = new GroupConsumer({
       redis,
       stream: this.inputKey,
       group: this.group,
       name: this.consumer,
       batchSize: config.ATLAS_BATCH_SIZE,
-      handlingKey: keys.of('handling', stage.name),
+      handlingKey: keys.of('handling', this.group),
     });
     if (stage.singleton)
       this.lease = new Lease(redis, keys.of('lease', stage.name), config.ATLAS_LEASE_MS, this.consumer);
@@ -315,7 +317,7 @@ export class Worker {
   }
 
   private orderKey(): string {
-    return this.keys.of('order', this.stage.name);
+    return this.keys.of('order', this.group);
   }
 
   private async restoreOrder(): Promise<Resequencer<Item>> {
@@ -575,14 +577,56 @@ export class Worker {
   }
 
   private async handleAll(items: Item[], commit: Commit): Promise<void> {
+    if (this.stage.skipped) return this.handleInPlace(items, commit, this.stage.skipped.bind(this.stage));
     const live: Entry[] = [];
     for (const item of items) {
       if (item.dead) this.deadLetterInto(commit, item.entry, item.dead.reason, item.dead.error);
       else live.push(item.entry);
     }
+    await this.handleLive(live, commit);
+  }
+
+  /**
+   * A chain's dead inputs keep their place: the live entries before one are handled first, then
+   * its skip marker passes through the chain, so an ordered stage inside sees no gap.
+   */
+  private async handleInPlace(
+    items: Item[],
+    commit: Commit,
+    skipped: NonNullable<Stage['skipped']>,
+  ): Promise<void> {
+    if (this.stage.singleton) this.markHandling(items.filter((i) => !i.dead).map((i) => i.entry));
+    let run: Entry[] = [];
+    for (const item of items) {
+      if (!item.dead) {
+        run.push(item.entry);
+        continue;
+      }
+      if (run.length > 0) await this.stage.handle(run, this.stepFor(commit));
+      run = [];
+      this.deadLetterInto(commit, item.entry, item.dead.reason, item.dead.error);
+      await skipped(item.entry, item.dead.reason, this.stepFor(commit));
+    }
+    if (run.length > 0) await this.stage.handle(run, this.stepFor(commit));
+  }
+
+  private async handleLive(live: Entry[], commit: Commit): Promise<void> {
     if (live.length === 0) return;
-    if (this.stage.singleton) await this.input.markHandling(live);
+    if (this.stage.singleton) this.markHandling(live);
     await this.stage.handle(live, this.stepFor(commit));
+  }
+
+  /**
+   * Records the range being handled (for a successor's delivery counts) without waiting for it:
+   * the SET goes out on the worker's connection ahead of the handler's work, so Redis has it before
+   * anything the handler could die of, and its reply comes back with the commit's (which awaits
+   * it) instead of costing a round trip of its own.
+   */
+  private markHandling(live: Entry[]): void {
+    if (live.length === 0) return;
+    const marked = this.input.markHandling(live);
+    marked.catch(() => {}); // awaited (and its failure raised) by the commit
+    this.marks.push(marked);
   }
 
   /** A failed batch: each entry alone, retried until it succeeds or reaches the delivery limit. */
@@ -633,15 +677,19 @@ export class Worker {
   }
 
   private async commit(commit: Commit): Promise<void> {
-    if (commit.empty) return;
+    const marks = this.marks.splice(0);
+    if (commit.empty) {
+      await Promise.all(marks);
+      return;
+    }
     const lease = this.fence;
     if (this.lease && !lease) throw new FencedError('lease lost before commit');
     const generation = { key: this.generation!.key, token: this.generation!.id };
-    const written = await commit.run(
-      this.redis,
-      { stream: this.inputKey, group: this.group },
-      { lease, generation },
-    );
+    // Sent behind the handling range on the same connection: Redis applies them in that order.
+    const [written] = await Promise.all([
+      commit.run(this.redis, { stream: this.inputKey, group: this.group }, { lease, generation }),
+      ...marks,
+    ]);
     this.watch.progressed();
     if (written === null) {
       this.log.info(

@@ -31,7 +31,7 @@ import { stageNames } from '../../stages/index.ts';
 import { normalizeHex } from '../../stages/topology/ids.ts';
 import { CliError, UsageError } from './errors.ts';
 import { kafkaInit, tail } from './output.ts';
-import { runStages } from './process.ts';
+import { runStages, upStages } from './process.ts';
 import { describeRecovery, recover } from './recover.ts';
 
 const program = new Command('atlas')
@@ -76,13 +76,13 @@ program
   .description('run every stage in this process (the embedded default)')
   .action(async () => {
     const config = loadConfig();
-    await runStages(stageNames, config, createLogger(config.LOG_LEVEL));
+    await runStages(upStages(config), config, createLogger(config.LOG_LEVEL));
   });
 
 program
   .command('run')
   .description(
-    `run the chosen stages (${stageNames.join(', ')}); start several processes of a stateless stage to scale it`,
+    `run the chosen stages (${stageNames.join(', ')}); start several processes of a stateless stage to scale it; a+b+c runs stages as one chain (no streams between them)`,
   )
   .argument('<stage...>')
   .action(async (names: string[]) => {
