@@ -47,8 +47,9 @@ export class GroupConsumer {
     }
   }
 
-  async readNew(blockMs: number): Promise<Entry[]> {
-    const reply = (await this.redis.callBuffer(
+  /** New entries, waiting up to blockMs for one; on `via` when the main connection must stay free. */
+  async readNew(blockMs: number, via: Redis = this.redis): Promise<Entry[]> {
+    const reply = (await via.callBuffer(
       'XREADGROUP',
       'GROUP',
       this.group,

@@ -22,7 +22,7 @@ import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
 import { entryLog, type Logger } from './log.ts';
 import { metrics } from './metrics.ts';
-import { connectFailFast, isTransientRedisError } from './redis.ts';
+import { connectFailFast, connectWorker, isTransientRedisError } from './redis.ts';
 import { Resequencer } from './resequencer.ts';
 import { trimAcknowledged } from './retention.ts';
 import { type Fence, FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
@@ -81,6 +81,13 @@ export class Worker {
   /** A fail-fast connection for the watchdog and heartbeat, never queued behind a blocking read. */
   private readonly side: Redis;
   private beatTimer: NodeJS.Timeout | undefined;
+  /**
+   * The blocking reads of new entries, on a connection of their own so that the next batch is
+   * read while this one is handled and committed on the main one.
+   */
+  private readonly reader: Redis;
+  /** The read of the next batch, in flight or done, while the current one is processed. */
+  private ahead: Promise<Entry[]> | undefined;
   /** Handling ranges sent and not yet confirmed (see markHandling). */
   private marks: Promise<void>[] = [];
   /** The tracing spans of the batch in hand (outputs carry their traceparent). */
@@ -107,9 +114,11 @@ export class Worker {
     this.watch = new ProgressWatch(config.ATLAS_STALL_MS);
     // Not the door's 800 ms: a slow machine must not pass for an unreachable Redis.
     this.side = connectFailFast(config, `atlas-watch-${stage.name}`, this.log, BEAT_MS * 3);
-    redis.on('reconnecting', () => {
-      this.reconnected = true;
-    });
+    this.reader = connectWorker(config, `atlas-read-${stage.name}`, this.log);
+    for (const connection of [redis, this.reader])
+      connection.on('reconnecting', () => {
+        this.reconnected = true;
+      });
   }
 
   start(): Promise<void> {
@@ -180,6 +189,7 @@ export class Worker {
       if (this.lease) metrics.leaseHolder.remove({ stage: this.stage.name, consumer: this.consumer });
       await withdrawBeat(this.side, this.keys, this.stage.name, this.consumer).catch(() => {});
       this.side.disconnect();
+      this.reader.disconnect();
       await this.stage.stop?.();
       this.log.info('stopped');
     }
@@ -303,6 +313,7 @@ export class Worker {
   }
 
   private async deactivate(): Promise<void> {
+    await this.finishAhead();
     this.active = false;
     this.showLease(false);
     this.reseq = undefined;
@@ -344,7 +355,10 @@ export class Worker {
         await this.housekeeping();
         await this.runTick();
         const entries = await this.nextEntries();
-        if (entries.length > 0) await this.process(entries);
+        if (entries.length > 0) {
+          this.readAhead();
+          await this.process(entries);
+        }
         this.failures = 0;
       } catch (err) {
         await this.onLoopError(err);
@@ -414,6 +428,46 @@ export class Worker {
   }
 
   /**
+   * Starts reading the next batch while this one is handled and committed — when the next read
+   * will be one of new entries; our own pending entries and takeovers are read in their turn.
+   */
+  private readAhead(): void {
+    if (this.ahead || this.paused || this.spilled || this.stopping) return;
+    this.ahead = this.input.readNew(this.blockMs(), this.reader).catch((err: unknown) => {
+      // The read may have delivered entries whose reply we lost: our PEL is the truth.
+      this.log.warn({ err: describe(err) }, 'read ahead failed; re-reading own pending entries');
+      this.rereadOwn();
+      return [];
+    });
+  }
+
+  /**
+   * The batch read ahead, once this worker stops being active or reads its own PEL: handled if
+   * the worker is stopping gracefully, otherwise dropped — the entries are pending under our name,
+   * and the read has completed, so a pass over our PEL (or a successor's takeover) finds them.
+   */
+  private async finishAhead(): Promise<void> {
+    const ahead = this.ahead;
+    if (!ahead) return;
+    this.ahead = undefined;
+    const entries = await ahead;
+    if (entries.length === 0) return;
+    if (this.stopping && this.active && !this.lost && !this.stepDown) {
+      await this.process(entries).catch((err: unknown) =>
+        this.log.warn({ err: describe(err) }, 'last batch read ahead not committed; it stays pending'),
+      );
+    } else this.rereadOwn();
+  }
+
+  /** How long a read of new entries may block: a stage with a tick must not sleep through it. */
+  private blockMs(): number {
+    const tick = this.stage.tick;
+    return tick
+      ? Math.max(1, Math.min(this.config.ATLAS_BLOCK_MS, this.lastTick + tick.everyMs - Date.now()))
+      : this.config.ATLAS_BLOCK_MS;
+  }
+
+  /**
    * Stale entries of dead consumers first, then our own pending entries that are not in memory
    * (page by page, one pass over our PEL), then new ones.
    */
@@ -431,6 +485,8 @@ export class Worker {
     // the spilled ones, and that one is always accepted. A new pass only starts once the order
     // has moved (or a step failed): before that it would spill the same entries again.
     if (this.spilled && (this.ownFrom !== '-' || this.moved)) {
+      // What was read ahead is in our PEL once its read is done: the pass reads it from there.
+      await this.finishAhead();
       if (this.ownFrom === '-') {
         this.moved = false;
         this.spilledInPass = false;
@@ -450,12 +506,9 @@ export class Worker {
     }
     // A full re-sequencer keeps reading too: the entry it waits for may be next in the stream;
     // whatever does not fit spills (stays pending under our name, for a later pass).
-    // A stage with a tick must not sleep through it (a conflation window would close late).
-    const tick = this.stage.tick;
-    const block = tick
-      ? Math.max(1, Math.min(this.config.ATLAS_BLOCK_MS, this.lastTick + tick.everyMs - Date.now()))
-      : this.config.ATLAS_BLOCK_MS;
-    return this.input.readNew(block);
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    return ahead ?? this.input.readNew(this.blockMs(), this.reader);
   }
 
   private async process(entries: Entry[]): Promise<void> {

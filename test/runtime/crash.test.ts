@@ -38,7 +38,8 @@ describe('kill -9 of a worker process mid-batch', () => {
     await a.kill9();
     const inFlight = await pendingCount(fx.redis, input, 'relay', victim);
     expect(inFlight).toBeGreaterThan(0);
-    expect(inFlight).toBeLessThanOrEqual(10);
+    // The batch in hand and the next one, read while this one is handled and committed.
+    expect(inFlight).toBeLessThanOrEqual(20);
 
     const b = spawnStage('relay', { ...env, TEST_SLEEP_MS: '0' });
     await eventually(() => drained(fx.redis, input, 'relay'), 30_000);

@@ -137,7 +137,13 @@ describe('a Redis restart under a running stage', () => {
         .logsMatching('redis: connection error')
         .map((l) => l.connection)
         .sort(),
-    ).toEqual(['atlas-lease', 'atlas-metrics', 'atlas-stage', 'atlas-watch-singleton']);
+    ).toEqual([
+      'atlas-lease',
+      'atlas-metrics',
+      'atlas-read-singleton',
+      'atlas-stage',
+      'atlas-watch-singleton',
+    ]);
     expect(back.suppressed).toBeGreaterThan(0);
     expect((await stage.term()).code).toBe(0);
     expect(stage.stderr).toBe('');
