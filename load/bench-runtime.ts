@@ -1,9 +1,13 @@
 /**
  * The stage runtime's cost in Redis: runs `bench:e2e` (one process, `atlas up`) once per layout
- * — every stage on its own, then ATLAS_CHAINS — and reads `INFO commandstats` around each run,
- * so each layout's latency table comes with the Redis commands it issued per event (door,
- * stages, housekeeping and the bench's own set-up included; the mix is 8 s at 100 ev/s and 8 s
- * at each rate of BENCH_RATES, plus a 3 s warm-up at 200 ev/s).
+ * — every stage on its own, then ATLAS_CHAINS — and reads `INFO stats` and `INFO commandstats`
+ * around each run, so each layout's latency table comes with, per event:
+ * - round trips: `total_reads_processed`, the reads Redis made from client sockets — one per
+ *   request the clients wrote (a pipeline written at once is one);
+ * - commands, those run inside scripts included, and the most frequent ones.
+ * Everything on that Redis counts (door, stages, housekeeping, the bench's set-up and clean-up),
+ * so run it on a Redis of its own. The mix is a 3 s warm-up at 200 ev/s, 8 s at 100 ev/s and
+ * 8 s at each rate of BENCH_RATES (single POSTs: the door's one script call per event included).
  *
  *   REDIS_URL=… KAFKA_BROKER=… BENCH_RATES=1000 node load/bench-runtime.ts
  *   BENCH_LAYOUTS=chained node load/bench-runtime.ts
@@ -26,6 +30,8 @@ async function commandStats(redis: Redis): Promise<Stats> {
   const text = await redis.info('commandstats');
   const out: Stats = new Map();
   for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  const reads = /^total_reads_processed:(\d+)/m.exec(await redis.info('stats'));
+  out.set('(reads)', Number(reads?.[1] ?? 0));
   return out;
 }
 
@@ -67,13 +73,15 @@ try {
       .map(([cmd, n]) => [cmd, n - (before.get(cmd) ?? 0)] as const)
       .filter(([, n]) => n > 0)
       .sort((a, b) => b[1] - a[1]);
-    const total = delta.reduce((s, [, n]) => s + n, 0);
-    const top = delta
+    const reads = delta.find(([cmd]) => cmd === '(reads)')?.[1] ?? 0;
+    const commands = delta.filter(([cmd]) => cmd !== '(reads)');
+    const total = commands.reduce((s, [, n]) => s + n, 0);
+    const top = commands
       .slice(0, 8)
       .map(([cmd, n]) => `${cmd} ${(n / events).toFixed(2)}`)
       .join(', ');
     summary.push(
-      `${layout}: ${(total / events).toFixed(2)} Redis commands per event (${events} events; ${top})`,
+      `${layout}: ${(reads / events).toFixed(2)} round trips and ${(total / events).toFixed(2)} commands per event (${events} events; ${top})`,
     );
   }
 } finally {
