@@ -171,6 +171,7 @@ export function chain(stages: Stage[], redis: Redis, keys: Keys, log: Logger): S
   return {
     name,
     group: first.name,
+    parts: stages.map((s) => s.name),
     input: first.input,
     ...(last.output ? { output: last.output } : {}),
     ...(first.order ? { order: first.order } : {}),

@@ -49,6 +49,11 @@ export interface Stage {
    * other left off.
    */
   group?: string;
+  /**
+   * The stages this one stands for in heartbeats (a chain: its stages), so the pipeline's
+   * readiness and `atlas streams` see the same stages whichever form runs; default `[name]`.
+   */
+  parts?: string[];
   /** Stream names (without prefix). */
   input: string;
   output?: string;

@@ -187,7 +187,8 @@ export class Worker {
       // Even when stopping interrupts a retry: a standby takes over now, not after the lease lapses.
       await this.lease?.release();
       if (this.lease) metrics.leaseHolder.remove({ stage: this.stage.name, consumer: this.consumer });
-      await withdrawBeat(this.side, this.keys, this.stage.name, this.consumer).catch(() => {});
+      for (const part of this.parts())
+        await withdrawBeat(this.side, this.keys, part, this.consumer).catch(() => {});
       this.side.disconnect();
       this.reader.disconnect();
       await this.stage.stop?.();
@@ -239,8 +240,7 @@ export class Worker {
           this.watch.assess({ now, work, excused: this.paused || this.stage.notReady?.() != null }),
         );
       } else this.watch.progressed(now);
-      const beat: Beat = {
-        stage: this.stage.name,
+      const beat: Omit<Beat, 'stage'> = {
         consumer: this.consumer,
         pid: process.pid,
         singleton: this.stage.singleton === true,
@@ -250,13 +250,20 @@ export class Worker {
         problem: this.lost ? `state lost: ${this.lost}` : (this.stage.notReady?.() ?? null),
         at: now,
       };
-      await publishBeat(this.side, this.keys, beat, BEAT_MS * 3);
+      await Promise.all(
+        this.parts().map((stage) => publishBeat(this.side, this.keys, { ...beat, stage }, BEAT_MS * 3)),
+      );
       if (++this.beats % PRUNE_EVERY_BEATS === 0) await pruneBeats(this.side, this.keys);
       this.beatFailed = false;
     } catch (err) {
       if (!this.beatFailed) this.log.warn({ err: describe(err) }, 'heartbeat failed; retrying every second');
       this.beatFailed = true;
     }
+  }
+
+  /** The stages this instance stands for in heartbeats (a chain: each of its stages). */
+  private parts(): string[] {
+    return this.stage.parts ?? [this.stage.name];
   }
 
   private onVerdict(verdict: Verdict): void {

@@ -10,6 +10,7 @@
 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { readBeats } from '../../pipeline/heartbeat.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { createTopic, decodeTopic, readTopic, sequenceNumbers, waitForCount } from '../support/e2e-kafka.ts';
 import { useSharedBroker } from '../support/e2e-lock.ts';
@@ -101,6 +102,12 @@ describe.each(fixtures.map((f) => [f.name, f] as const))('fixture %s', (_name, f
     const dead = (await p.deadLetters()).map((d) => d.original.event_id).sort();
     expect(dead).toEqual([...conflicts, ...invalid].sort());
     await expectStreamsInsideEmpty(p);
+    // The chain stands for each of its stages: the pipeline is ready, every stage has a live instance.
+    const { beats } = await readBeats(fx.redis, p.keys);
+    expect(new Set(beats.map((b) => b.stage))).toEqual(
+      new Set(['validate', ...CHAIN.split('+').slice(1), 'emit']),
+    );
+    expect((await p.ready()).status).toBe(200);
     expect(p.crashes()).toEqual([]);
     await p.stop();
   }, 120_000);
