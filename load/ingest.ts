@@ -28,6 +28,7 @@ import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { generationKeys } from '../pipeline/generation.ts';
 import { keys as keysFor } from '../pipeline/keys.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -340,14 +341,20 @@ const httpReady = (port: number) => async () =>
 // ---------------------------------------------------------------------------------------------
 // Redis keys of the run.
 
-async function deletePrefix(redis: import('ioredis').Redis, prefix: string): Promise<number> {
+/** Deletes the prefix's keys but those in `keep`. */
+async function deletePrefix(
+  redis: import('ioredis').Redis,
+  prefix: string,
+  keep: ReadonlySet<string> = new Set(),
+): Promise<number> {
   let cursor = '0';
   let deleted = 0;
   do {
     // Small steps: each UNLINK of a step blocks a shared Redis for a few milliseconds at most.
     const [next, found] = await redis.scan(cursor, 'MATCH', `{${prefix}}:*`, 'COUNT', 2000);
     cursor = next;
-    if (found.length > 0) deleted += await redis.unlink(...found);
+    const gone = found.filter((k) => !keep.has(k));
+    if (gone.length > 0) deleted += await redis.unlink(...gone);
   } while (cursor !== '0');
   return deleted;
 }
@@ -667,7 +674,8 @@ async function main(): Promise<void> {
     const base = rows.find((r) => r.round === round && r.scenario.name === 'baseline');
     const one = rows.find((r) => r.round === round && r.scenario.name === 'single');
     if (base && one) one.ratio = one.reqPerS / base.reqPerS;
-    deleted += await deletePrefix(redis, prefix);
+    // The door keeps running: without its generation it would refuse every later round (503).
+    deleted += await deletePrefix(redis, prefix, new Set(Object.values(generationKeys(keys))));
   }
 
   rows.sort((x, y) => x.round - y.round || scenarios.indexOf(x.scenario) - scenarios.indexOf(y.scenario));
@@ -735,7 +743,7 @@ async function main(): Promise<void> {
     goal(p99 < 10, `single events p99 < 10 ms: ${fmtMs(p99)}`);
     const ratio = med(single, (r) => r.ratio ?? Number.NaN);
     if (Number.isFinite(ratio))
-      goal(ratio >= 0.8, `single events ≥ 80% of the baseline: ${(100 * ratio).toFixed(1)}%`);
+      goal(ratio >= 0.9, `single events ≥ 90% of the baseline: ${(100 * ratio).toFixed(1)}%`);
   }
   if (batch) {
     const eps = med(batch, (r) => r.eventsPerS);
