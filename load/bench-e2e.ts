@@ -36,7 +36,8 @@
  * BENCH_MODES (up,six; --quick: up), BENCH_POSTS (single,batch), BENCH_BARE (1; 0 = no bare
  * baseline), BENCH_BATCH (100), BENCH_STEP_S (8; --quick: 4), BENCH_RATES (the ladder, default
  * 250,500,750,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000; --quick:
- * 1000,2000,4000,6000,8000,10000). Keys and topics are deleted at the end.
+ * 1000,2000,4000,6000,8000,10000), BENCH_CPU_PROF (a directory: every pipeline process runs under
+ * --cpu-prof and writes its profile there when stopped). Keys and topics are deleted at the end.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -83,6 +84,8 @@ const LADDER = (
   .map(Number)
   .sort((a, b) => a - b);
 const LATENCY_RATES = QUICK ? [1000] : [100, 1000];
+/** A directory: the pipeline's processes run under --cpu-prof and leave their profiles there. */
+const CPU_PROF = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
 const P99_LIMIT_MS = 1000;
 const DRAIN_MS = 20_000;
 const ROOTS = 32;
@@ -190,8 +193,9 @@ async function startPipeline(t: Target, env: Record<string, string>): Promise<Pi
   const one = (stage: string) => (t.system === 'bare' ? [stage] : ['run', stage]);
   const groups = t.layout === 'up' ? [all] : STAGES.map(one);
   let log = '';
+  const profile = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
   const procs = groups.map((args) => {
-    const proc = spawn(process.execPath, [script, ...args], {
+    const proc = spawn(process.execPath, [...profile, script, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env, ATLAS_HTTP_PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe'],
