@@ -77,7 +77,7 @@ const STEP_S = Number(process.env.BENCH_STEP_S ?? (QUICK ? 4 : 8));
 const LADDER = (
   process.env.BENCH_RATES ??
   (QUICK
-    ? '1000,2000,4000,6000,8000,10000'
+    ? '250,500,1000,2000,4000,6000,8000,10000'
     : '250,500,750,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000')
 )
   .split(',')
