@@ -37,7 +37,10 @@
  * baseline), BENCH_BATCH (100), BENCH_STEP_S (8; --quick: 4), BENCH_RATES (the ladder, default
  * 250,500,750,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000; --quick:
  * 250,500,1000,2000,4000,6000,8000,10000), BENCH_CPU_PROF (a directory: every pipeline process runs under
- * --cpu-prof and writes its profile there when stopped). Keys and topics are deleted at the end.
+ * --cpu-prof and writes its profile there when stopped), BENCH_COMPARE_DIR (another checkout, e.g.
+ * the commit before a change, with its node_modules and proto/gen: its pipeline is measured too,
+ * between this one and the bare baseline, for before and after in one run). Keys and topics are
+ * deleted at the end.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -68,7 +71,13 @@ const LAYOUTS = (process.env.BENCH_MODES ?? (QUICK ? 'up' : 'up,six'))
 const POSTS = (process.env.BENCH_POSTS ?? 'single,batch')
   .split(',')
   .filter((m): m is Posts => m === 'single' || m === 'batch');
-const SYSTEMS: System[] = process.env.BENCH_BARE === '0' ? ['pipeline'] : ['pipeline', 'bare'];
+/** Another checkout (e.g. the commit before a change, with node_modules and proto/gen): its pipeline too. */
+const COMPARE_DIR = process.env.BENCH_COMPARE_DIR ? resolve(process.env.BENCH_COMPARE_DIR) : undefined;
+const SYSTEMS: System[] = [
+  'pipeline',
+  ...(COMPARE_DIR ? (['compare'] as const) : []),
+  ...(process.env.BENCH_BARE === '0' ? [] : (['bare'] as const)),
+];
 const BATCH = Number(process.env.BENCH_BATCH ?? 100);
 /** Batched POSTs: clients, each with a quarter of the roots; how long an event waits for others. */
 const PRODUCERS = 4;
@@ -94,7 +103,7 @@ const STAGES = ['ingest', 'validate', 'transitive', 'canonical', 'serialize', 'e
 
 type Layout = 'up' | 'six';
 type Posts = 'single' | 'batch';
-type System = 'pipeline' | 'bare';
+type System = 'pipeline' | 'compare' | 'bare';
 /** What one series of steps measures. */
 interface Target {
   system: System;
@@ -102,7 +111,7 @@ interface Target {
   posts: Posts;
 }
 const label = (t: Target): string =>
-  `${t.system === 'bare' ? 'bare ' : ''}${t.layout === 'up' ? 'one process' : 'six processes'}, ${t.posts === 'single' ? 'single POSTs' : `POSTs of ${BATCH}`}`;
+  `${t.system === 'pipeline' ? '' : `${t.system} `}${t.layout === 'up' ? 'one process' : 'six processes'}, ${t.posts === 'single' ? 'single POSTs' : `POSTs of ${BATCH}`}`;
 const sameTarget = (a: Target, b: Target): boolean =>
   a.system === b.system && a.layout === b.layout && a.posts === b.posts;
 
@@ -188,7 +197,12 @@ const running = new Set<ChildProcess>();
 
 async function startPipeline(t: Target, env: Record<string, string>): Promise<Pipeline> {
   const port = await freePort();
-  const script = t.system === 'bare' ? BARE_SCRIPT : ATLAS;
+  const script =
+    t.system === 'bare'
+      ? BARE_SCRIPT
+      : t.system === 'compare'
+        ? join(COMPARE_DIR!, 'ops', 'cli', 'atlas.ts')
+        : ATLAS;
   const all = t.system === 'bare' ? [] : ['up'];
   const one = (stage: string) => (t.system === 'bare' ? [stage] : ['run', stage]);
   const groups = t.layout === 'up' ? [all] : STAGES.map(one);
@@ -624,7 +638,7 @@ function summarise(all: Step[], targets: Target[]): Summary[] {
     };
   });
   for (const s of out) {
-    if (s.system !== 'pipeline') continue;
+    if (s.system === 'bare') continue;
     const bare = out.find((b) => b.system === 'bare' && b.layout === s.layout && b.posts === s.posts);
     if (!bare) continue;
     if (bare.sustained > 0) s.ratio = s.sustained / bare.sustained;
