@@ -494,7 +494,16 @@ async function openSession(t: Target, redis: Redis, kafka: Kafka): Promise<Sessi
   const topic = `atlas-${run}`;
   const admin = kafka.admin();
   await admin.connect();
-  await ensureTopic(admin, { topic, partitions: 3 });
+  // On a loaded machine the broker can take longer to elect leaders than kafkajs waits.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ensureTopic(admin, { topic, partitions: 3 });
+      break;
+    } catch (err) {
+      if (attempt === 3) throw err;
+      await delay(2000);
+    }
+  }
   const groupId = `${run}-follower`;
   // Read committed (the default, said out loud): emit publishes in transactions.
   const consumer = kafka.consumer({
