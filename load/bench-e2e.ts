@@ -486,6 +486,8 @@ const measuredSizes = new Map<Layout, Record<string, number>>();
 interface Session {
   run: string;
   bench: Bench;
+  /** The output of the pipeline's processes when one of them has exited, else null. */
+  exited(): string | null;
   close(): Promise<void>;
 }
 
@@ -565,7 +567,10 @@ async function openSession(t: Target, redis: Redis, kafka: Kafka): Promise<Sessi
     if (warm.lost > 0)
       throw new Error(`warm-up: ${warm.lost} of ${warm.sent} events made no message\n${pipeline.output()}`);
     await measure();
-    return { run, bench: b, close };
+    const procs = pipeline.procs;
+    const output = pipeline.output;
+    const exited = () => (procs.some((p) => p.exitCode !== null || p.signalCode !== null) ? output() : null);
+    return { run, bench: b, exited, close };
   } catch (err) {
     await close();
     throw err;
@@ -580,6 +585,8 @@ async function benchTarget(t: Target, redis: Redis, kafka: Kafka): Promise<Step[
     session ??= await openSession(t, redis, kafka);
     const s = await session.bench.step(t, rate, STEP_S);
     console.log(`  ${row(s)}`);
+    const dead = session.exited();
+    if (dead) console.log(`  a process of ${label(t)} exited during the step:\n${dead}`);
     steps.push(s);
     const deadline = Date.now() + 10_000;
     let idle = await drained(redis, session.run);
