@@ -9,6 +9,8 @@
  *   c) baseline  POST /events on load/ingest-baseline.ts: a bare fastify route doing one XADD
  *   a) single    POST /events with one space.trust_extended envelope, a unique event_id each
  *   b) batch     POST /events/batch with LOAD_BATCH_EVENTS envelopes (default 100)
+ *   d) compare   POST /events on the ingest door of another checkout (LOAD_COMPARE_DIR, e.g. the
+ *                commit before a change, with its node_modules): before and after in the same run
  * The servers run as child processes (`node ops/cli/atlas.ts run ingest`, `node load/ingest-baseline.ts`)
  * on a fresh ATLAS_PREFIX with ATLAS_HIGH_WATER high enough that 429 never interferes.
  * autocannon runs in a worker thread of this process (one per run), so its CPU is this
@@ -18,7 +20,7 @@
  *
  * Settings (environment): LOAD_ROUNDS (3), LOAD_DURATION_S (8), LOAD_WARMUP_S (2),
  * LOAD_CONNECTIONS (16, for single and baseline), LOAD_BATCH_CONNECTIONS (8), LOAD_BATCH_EVENTS (100),
- * LOAD_SCENARIOS (baseline,single,batch), LOAD_FIXTURES (dir of topology fixtures; default
+ * LOAD_SCENARIOS (baseline,single,batch; compare too when LOAD_COMPARE_DIR is set), LOAD_FIXTURES (dir of topology fixtures; default
  * ../shared/fixtures/topology beside the repo, else a built-in envelope), LOAD_CPU_PROF (dir: run both
  * servers under --cpu-prof; their profiles, named with the pids printed at the start, land there), REDIS_URL.
  */
@@ -28,6 +30,7 @@ import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { generationKeys } from '../pipeline/generation.ts';
 import { keys as keysFor } from '../pipeline/keys.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -340,14 +343,20 @@ const httpReady = (port: number) => async () =>
 // ---------------------------------------------------------------------------------------------
 // Redis keys of the run.
 
-async function deletePrefix(redis: import('ioredis').Redis, prefix: string): Promise<number> {
+/** Deletes the prefix's keys but those in `keep`. */
+async function deletePrefix(
+  redis: import('ioredis').Redis,
+  prefix: string,
+  keep: ReadonlySet<string> = new Set(),
+): Promise<number> {
   let cursor = '0';
   let deleted = 0;
   do {
     // Small steps: each UNLINK of a step blocks a shared Redis for a few milliseconds at most.
     const [next, found] = await redis.scan(cursor, 'MATCH', `{${prefix}}:*`, 'COUNT', 2000);
     cursor = next;
-    if (found.length > 0) deleted += await redis.unlink(...found);
+    const gone = found.filter((k) => !keep.has(k));
+    if (gone.length > 0) deleted += await redis.unlink(...gone);
   } while (cursor !== '0');
   return deleted;
 }
@@ -355,12 +364,12 @@ async function deletePrefix(redis: import('ioredis').Redis, prefix: string): Pro
 // ---------------------------------------------------------------------------------------------
 // Orchestration.
 
-type ScenarioName = 'baseline' | 'single' | 'batch';
+type ScenarioName = 'baseline' | 'single' | 'batch' | 'compare';
 
 interface Scenario {
   name: ScenarioName;
   label: string;
-  server: 'ingest' | 'baseline';
+  server: 'ingest' | 'baseline' | 'compare';
   path: string;
   connections: number;
   eventsPerRequest: number;
@@ -373,7 +382,7 @@ interface Row {
   cpu: CpuShare;
   reqPerS: number;
   eventsPerS: number;
-  /** single req/s ÷ baseline req/s of the same round. */
+  /** single (or compare) req/s ÷ baseline req/s of the same round. */
   ratio?: number;
 }
 
@@ -479,7 +488,10 @@ async function main(): Promise<void> {
   const connections = envInt('LOAD_CONNECTIONS', 16);
   const batchConnections = envInt('LOAD_BATCH_CONNECTIONS', 8);
   const batchEvents = envInt('LOAD_BATCH_EVENTS', 100);
-  const wanted = (process.env.LOAD_SCENARIOS ?? 'baseline,single,batch').split(',').map((s) => s.trim());
+  const compareDir = process.env.LOAD_COMPARE_DIR ? resolve(process.env.LOAD_COMPARE_DIR) : undefined;
+  const wanted = (process.env.LOAD_SCENARIOS ?? `baseline,single,batch${compareDir ? ',compare' : ''}`)
+    .split(',')
+    .map((s) => s.trim());
   const cpuProfDir = process.env.LOAD_CPU_PROF ? resolve(process.env.LOAD_CPU_PROF) : undefined;
 
   const { templates, from } = loadTemplates();
@@ -511,6 +523,7 @@ async function main(): Promise<void> {
   let deleted = 0;
   cleanup = async () => {
     deleted += await deletePrefix(redis, prefix);
+    deleted += await deletePrefix(redis, `${prefix}-compare`);
     process.stdout.write(`\ncleanup: deleted ${fmtInt(deleted)} keys of prefix {${prefix}} in all\n`);
     redis.disconnect();
     if (redisDir) rmSync(redisDir, { recursive: true, force: true });
@@ -530,6 +543,7 @@ async function main(): Promise<void> {
   });
   const ingestPort = await freePort();
   const baselinePort = await freePort();
+  const comparePort = await freePort();
   const ingest = startChild(
     'ingest server',
     process.execPath,
@@ -549,8 +563,24 @@ async function main(): Promise<void> {
         serverEnv(baselinePort),
       )
     : undefined;
+  // The other checkout's door, on a prefix of its own (each door joins its own generation).
+  const compare =
+    compareDir && wanted.includes('compare')
+      ? startChild(
+          'compare server',
+          process.execPath,
+          [
+            ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
+            join(compareDir, 'ops/cli/atlas.ts'),
+            'run',
+            'ingest',
+          ],
+          { ...serverEnv(comparePort), ATLAS_PREFIX: `${prefix}-compare` },
+        )
+      : undefined;
   await waitFor('ingest server', httpReady(ingestPort));
   if (baseline) await waitFor('baseline server', httpReady(baselinePort));
+  if (compare) await waitFor('compare server', httpReady(comparePort));
 
   const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
   const out = (s = '') => process.stdout.write(`${s}\n`);
@@ -564,7 +594,8 @@ async function main(): Promise<void> {
   );
   out(
     `load generator: autocannon in a worker thread of this process (pid ${process.pid}); servers: ingest pid ${ingest.proc.pid}` +
-      `${baseline ? `, baseline pid ${baseline.proc.pid}` : ''}; all on 127.0.0.1`,
+      `${baseline ? `, baseline pid ${baseline.proc.pid}` : ''}` +
+      `${compare ? `, compare pid ${compare.proc.pid} (${compareDir})` : ''}; all on 127.0.0.1`,
   );
   out(
     `bodies: ${from}; prefix {${prefix}}; ${rounds} round(s) of ${warmupS} s warm-up + ${durationS} s per scenario`,
@@ -590,6 +621,14 @@ async function main(): Promise<void> {
         eventsPerRequest: 1,
       },
       {
+        name: 'compare',
+        label: 'd) POST /events, LOAD_COMPARE_DIR',
+        server: 'compare',
+        path: '/events',
+        connections,
+        eventsPerRequest: 1,
+      },
+      {
         name: 'batch',
         label: `b) POST /events/batch ×${batchEvents}`,
         server: 'ingest',
@@ -601,7 +640,11 @@ async function main(): Promise<void> {
   ).filter((s) => wanted.includes(s.name));
 
   const rows: Row[] = [];
-  const pidOf = { ingest: ingest.proc.pid!, baseline: baseline?.proc.pid ?? 0 };
+  const pidOf = {
+    ingest: ingest.proc.pid!,
+    baseline: baseline?.proc.pid ?? 0,
+    compare: compare?.proc.pid ?? 0,
+  };
   for (let round = 1; round <= rounds; round++) {
     let ingestEvents = 0;
     let baselineEvents = 0;
@@ -614,7 +657,7 @@ async function main(): Promise<void> {
             return scenarios.find((t) => t.name === swap) ?? s;
           });
     for (const scenario of order) {
-      const port = scenario.server === 'ingest' ? ingestPort : baselinePort;
+      const port = { ingest: ingestPort, baseline: baselinePort, compare: comparePort }[scenario.server];
       const sample = async (): Promise<CpuSample> => ({
         at: performance.now(),
         server: procCpuS(pidOf[scenario.server]),
@@ -651,7 +694,7 @@ async function main(): Promise<void> {
       };
       const accepted = (result.ok + result.warmupOk) * scenario.eventsPerRequest;
       if (scenario.server === 'ingest') ingestEvents += accepted;
-      else baselineEvents += accepted;
+      else if (scenario.server === 'baseline') baselineEvents += accepted;
       rows.push(row);
       process.stderr.write(`round ${round}: ${scenario.label}: ${fmtInt(reqPerS)} req/s\n`);
     }
@@ -665,9 +708,14 @@ async function main(): Promise<void> {
           `streams hold ${inIngest} / ${inBaseline}`,
       );
     const base = rows.find((r) => r.round === round && r.scenario.name === 'baseline');
-    const one = rows.find((r) => r.round === round && r.scenario.name === 'single');
-    if (base && one) one.ratio = one.reqPerS / base.reqPerS;
-    deleted += await deletePrefix(redis, prefix);
+    for (const name of ['single', 'compare']) {
+      const one = rows.find((r) => r.round === round && r.scenario.name === name);
+      if (base && one) one.ratio = one.reqPerS / base.reqPerS;
+    }
+    // The door keeps running: without its generation it would refuse every later round (503).
+    deleted += await deletePrefix(redis, prefix, new Set(Object.values(generationKeys(keys))));
+    const other = keysFor(`${prefix}-compare`);
+    deleted += await deletePrefix(redis, other.prefix, new Set(Object.values(generationKeys(other))));
   }
 
   rows.sort((x, y) => x.round - y.round || scenarios.indexOf(x.scenario) - scenarios.indexOf(y.scenario));
@@ -735,7 +783,7 @@ async function main(): Promise<void> {
     goal(p99 < 10, `single events p99 < 10 ms: ${fmtMs(p99)}`);
     const ratio = med(single, (r) => r.ratio ?? Number.NaN);
     if (Number.isFinite(ratio))
-      goal(ratio >= 0.8, `single events ≥ 80% of the baseline: ${(100 * ratio).toFixed(1)}%`);
+      goal(ratio >= 0.9, `single events ≥ 90% of the baseline: ${(100 * ratio).toFixed(1)}%`);
   }
   if (batch) {
     const eps = med(batch, (r) => r.eventsPerS);

@@ -22,6 +22,12 @@ export const ingestMetrics = {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   }),
+  callEvents: new Histogram({
+    name: 'atlas_ingest_call_events',
+    help: 'Events per append-idempotent.lua call at the door: the requests of one event-loop turn share a call',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    registers: [registry],
+  }),
   redisMemoryUsed: new Gauge({
     name: 'atlas_redis_memory_used_bytes',
     help: "Redis used_memory (INFO memory), as the door's memory guard last read it",

@@ -26,7 +26,7 @@ import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
 import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { startWork } from '../../pipeline/tracing.ts';
-import { type Accepted, accept, traceparentFor } from './accept.ts';
+import { type Accepted, Door, traceparentFor } from './accept.ts';
 import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
 import {
   BackpressureError,
@@ -139,6 +139,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     claimCheckBytes: config.ATLAS_CLAIM_CHECK_BYTES,
     generation: generation.fence,
   };
+  const door = new Door(redis, opts, config.ATLAS_MAX_BATCH_EVENTS);
   const acceptAll = async (req: FastifyRequest, envelopes: Envelope[]): Promise<Accepted[]> => {
     if (backlogWatch.over()) throw retryLater(new BackpressureError(), 1);
     const header = req.headers.traceparent as string | undefined;
@@ -157,11 +158,12 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
       () => traceparentFor(header),
     );
     const context = { traceparent: span.traceparent, requestId: req.id };
-    const results = await accept(redis, opts, envelopes, context)
+    const results = await door
+      .accept(envelopes, context)
       .catch(async (err: unknown) => {
         // `atlas recover` may have just written the generation this door has not adopted yet.
         if (!(err instanceof StateLostError) || (await generation.refresh()) !== null) throw err;
-        return accept(redis, opts, envelopes, context);
+        return door.accept(envelopes, context);
       })
       .catch((err: unknown) => {
         span.fail(err);

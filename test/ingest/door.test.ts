@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StateLostError } from '../../pipeline/generation.ts';
 import { keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { Door as MergingDoor } from '../../stages/ingest/accept.ts';
+import { ingestMetrics } from '../../stages/ingest/metrics.ts';
 import { testConfig } from '../support/config.ts';
 import { type Envelope, spaceCreated, trustExtended } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';
 import { type Answer, type Door, postJson, request, startDoor } from '../support/http.ts';
-import { freePort, keysMatching, startScratchRedis, useRedis } from '../support/redis.ts';
+import { freePort, joinedGeneration, keysMatching, startScratchRedis, useRedis } from '../support/redis.ts';
 import { consumeAll, numericSort, range, readAll } from '../support/streams.ts';
 
 const fx = useRedis('door');
@@ -270,6 +273,113 @@ describe('many concurrent clients', () => {
     expect(numericSort(seqs.map(String))).toEqual(range(n));
     const inStream = (await readAll(fx.redis, keys.stream(streams.ingest))).map((e) => e.text('seq'));
     expect(inStream).toEqual(range(n));
+  });
+});
+
+describe('requests merged into one script call per event-loop turn', () => {
+  const { keys } = fx.freshPrefix('door-merge');
+  const context = (n: number) => ({
+    traceparent: `00-${'c'.repeat(32)}-${'d'.repeat(16)}-01`,
+    requestId: `r${n}`,
+  });
+
+  /** Calls and events the door's call-size histogram has counted so far. */
+  async function calls(): Promise<{ calls: number; events: number }> {
+    const { values } = await ingestMetrics.callEvents.get();
+    const of = (name: string) => values.find((v) => v.metricName === name)?.value ?? 0;
+    return { calls: of('atlas_ingest_call_events_count'), events: of('atlas_ingest_call_events_sum') };
+  }
+
+  it('answers every request as if it were alone, with duplicates across the merged requests', async () => {
+    const door = new MergingDoor(
+      fx.redis,
+      {
+        keys,
+        dedupWindowS: 60,
+        claimCheckBytes: 64 * 1024,
+        generation: () => joinedGeneration(fx.redis, keys),
+      },
+      100,
+    );
+    const [a, b, c] = [spaceCreated(1), spaceCreated(2), spaceCreated(3)];
+    const before = await calls();
+    // Handed over in one turn: one call, answered per request in order.
+    const answers = await Promise.all([
+      door.accept([a], context(1)),
+      door.accept([b, a], context(2)),
+      door.accept([a], context(3)),
+      door.accept([c, b], context(4)),
+    ]);
+    expect(await calls()).toEqual({ calls: before.calls + 1, events: before.events + 6 });
+    const [one, two, three, four] = answers;
+    expect(one!.map((r) => [r.event_id, r.duplicate])).toEqual([[a.event_id, false]]);
+    expect(two!.map((r) => [r.event_id, r.duplicate])).toEqual([
+      [b.event_id, false],
+      [a.event_id, true],
+    ]);
+    expect(three!.map((r) => [r.event_id, r.duplicate])).toEqual([[a.event_id, true]]);
+    expect(four!.map((r) => [r.event_id, r.duplicate])).toEqual([
+      [c.event_id, false],
+      [b.event_id, true],
+    ]);
+    // Dense seq in the order the requests were handed over; a duplicate names the first.
+    expect([one![0]!.seq, two![0]!.seq, four![0]!.seq]).toEqual([1, 2, 3]);
+    expect(two![1]).toMatchObject({ seq: 1, id: one![0]!.id });
+    expect(four![1]).toMatchObject({ seq: 2, id: two![0]!.id });
+    // Each entry carries its own request's id.
+    const entries = await readAll(fx.redis, keys.stream(streams.ingest));
+    expect(entries.map((e) => [e.text('event_id'), e.text('request_id')])).toEqual([
+      [a.event_id, 'r1'],
+      [b.event_id, 'r2'],
+      [c.event_id, 'r4'],
+    ]);
+  });
+
+  it('splits a turn into calls of at most the given events, never splitting a request', async () => {
+    const door = new MergingDoor(
+      fx.redis,
+      {
+        keys,
+        dedupWindowS: 60,
+        claimCheckBytes: 64 * 1024,
+        generation: () => joinedGeneration(fx.redis, keys),
+      },
+      3,
+    );
+    const before = await calls();
+    const answers = await Promise.all([
+      door.accept([spaceCreated(10), spaceCreated(11)], context(1)),
+      door.accept([spaceCreated(12), spaceCreated(13)], context(2)),
+      door.accept([spaceCreated(14), spaceCreated(15), spaceCreated(16), spaceCreated(17)], context(3)),
+    ]);
+    expect(await calls()).toEqual({ calls: before.calls + 3, events: before.events + 8 });
+    expect(answers.flat().map((r) => r.seq)).toEqual([4, 5, 6, 7, 8, 9, 10, 11]);
+  });
+
+  it('fails every request of a refused call, and none of the next turn', async () => {
+    const fence = await joinedGeneration(fx.redis, keys);
+    let token = 'not-the-generation';
+    const door = new MergingDoor(
+      fx.redis,
+      {
+        keys,
+        dedupWindowS: 60,
+        claimCheckBytes: 64 * 1024,
+        generation: async () => ({ key: fence.key, token }),
+      },
+      100,
+    );
+    const refused = await Promise.allSettled([
+      door.accept([spaceCreated(20)], context(1)),
+      door.accept([spaceCreated(21)], context(2)),
+    ]);
+    for (const r of refused) {
+      expect(r.status).toBe('rejected');
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(StateLostError);
+    }
+    token = fence.token;
+    const [ok] = await door.accept([spaceCreated(20)], context(3));
+    expect(ok).toMatchObject({ duplicate: false, seq: 12 });
   });
 });
 
