@@ -1,17 +1,23 @@
 /**
  * Benchmark of the transitive stage's domain: per-event update latency of the incremental
  * canonical graph (apply + canonical() of the roots it lists) against a full recompute
- * (fromState + canonical()) on the same states, memory per space, and the canonical tree's
- * expanded vs distinct size.
+ * (fromState + canonical()) on the same states, memory (heap after the build, and the peak
+ * resident set of the whole incremental run: each scenario runs in its own process, so the
+ * peak is that size's alone), the bytes one emission puts on the wire between stages when one
+ * edge changes, and the canonical tree's expanded vs distinct size.
  *
  * Graphs are random digraphs (out-degree 3) whose root reaches almost all of them. The
  * topic-heavy variant adds a few shared topics, each announced by a couple of spaces, and
  * topic edges to them from 10% of the spaces, so phase 2 attaches large subtrees many times.
  *
- *   node --expose-gc load/bench-graph.ts [sizes...] [plain|topic-heavy]   e.g. 1000 10000 plain
+ *   node --expose-gc load/bench-graph.ts [sizes...] [plain|topic-heavy] [--json]   e.g. 1000 10000 plain
  */
 
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
 import type { TopologyEvent } from '../stages/topology/events.ts';
+import { toWire } from '../stages/topology/graph-wire.ts';
 import type { EventMeta } from '../stages/topology/tree.ts';
 import { distinctPostorder } from '../stages/topology/tree.ts';
 import { type GraphState, TopologyGraph } from '../stages/transitive/domain/topology-graph.ts';
@@ -160,6 +166,27 @@ function fullRecompute(root: string, state: GraphState): { ms: number; hash: str
   return { ms: performance.now() - start, hash };
 }
 
+/** Explicit edges changed, one per event, whose emission's wire bytes are measured. */
+const WIRE_SAMPLES = 5;
+
+/**
+ * Bytes of the inter-stage `graph` field for emissions after one explicit edge changed: the
+ * median over a few such events (events that change nothing for the root are skipped).
+ */
+function wireBytes(graph: TopologyGraph, world: World): { full: number } {
+  const full: number[] = [];
+  for (let tries = 0; full.length < WIRE_SAMPLES && tries < 100 * WIRE_SAMPLES; tries++) {
+    const event = world.nextEvent();
+    const explicit = event.event_type !== 'space.created' && event.extension.kind !== 'subtopic';
+    const due = graph.apply(event).rootsToRecompute;
+    if (!explicit || !due.includes(world.root)) continue;
+    const { tree, canonical_space_ids } = graph.canonical(world.root);
+    full.push(JSON.stringify(toWire({ root_id: world.root, tree, canonical_space_ids, meta })).length);
+  }
+  full.sort((a, b) => a - b);
+  return { full: percentile(full, 0.5) };
+}
+
 function run(scenario: Scenario) {
   const world = new World(
     scenario.spaces,
@@ -199,6 +226,9 @@ function run(scenario: Scenario) {
       snapshots.push({ state: structuredClone(world.state), hash: graph.canonical(world.root).tree.hash });
     }
   }
+  // Peak of the build and the incremental run, before the full recomputes add their own.
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const wire = wireBytes(graph, world);
   const last = graph.canonical(world.root);
   const full: number[] = [];
   for (const snapshot of snapshots) {
@@ -218,6 +248,8 @@ function run(scenario: Scenario) {
     distinct,
     buildMs,
     bytesPerSpace,
+    peakRss,
+    wireFull: wire.full,
     events: scenario.events,
     listed: listed / scenario.events,
     builtMean: built.reduce((a, b) => a + b, 0) / built.length,
@@ -231,10 +263,12 @@ function run(scenario: Scenario) {
 }
 
 const ms = (v: number) => (v < 1 ? v.toFixed(3) : v < 100 ? v.toFixed(2) : v.toFixed(0));
+const bytes = (v: number) =>
+  v >= 1e6 ? `${(v / 1e6).toFixed(1)} MB` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} KB` : `${v} B`;
 const count = (v: number) =>
   v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1e4 ? `${(v / 1e3).toFixed(0)}K` : String(v);
 
-function table(rows: ReturnType<typeof run>[]): string {
+function table(rows: Row[]): string {
   const head = [
     'variant',
     'spaces',
@@ -243,6 +277,8 @@ function table(rows: ReturnType<typeof run>[]): string {
     'distinct',
     'build ms',
     'B/space',
+    'peak MB',
+    'wire full',
     'events',
     'roots/ev',
     'built/ev',
@@ -262,6 +298,8 @@ function table(rows: ReturnType<typeof run>[]): string {
     count(r.distinct),
     ms(r.buildMs),
     count(Math.round(r.bytesPerSpace)),
+    (r.peakRss / 1e6).toFixed(0),
+    bytes(r.wireFull),
     String(r.events),
     r.listed.toFixed(2),
     r.builtMean.toFixed(0),
@@ -303,26 +341,53 @@ interface Plan {
   fullSamples: number;
 }
 
+type Row = ReturnType<typeof run>;
+
+/** Runs one scenario in a child process, so its peak resident set is its own. */
+function runIsolated(spaces: number, topicHeavy: boolean): Row {
+  const variant = topicHeavy ? 'topic-heavy' : 'plain';
+  const child = spawnSync(
+    process.execPath,
+    [...process.execArgv, fileURLToPath(import.meta.url), '--one', String(spaces), variant],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 },
+  );
+  if (child.status !== 0) throw new Error(`${variant} ${spaces}: exit ${child.status ?? child.signal}`);
+  return JSON.parse(child.stdout) as Row;
+}
+
+function scenario(spaces: number, topicHeavy: boolean): Scenario {
+  const plan = PLAN[spaces]?.[topicHeavy ? 1 : 0] ?? { events: 1000, fullSamples: 3 };
+  return { spaces, topicHeavy, ...plan };
+}
+
 const args = process.argv.slice(2);
 const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
 const variants = args.includes('plain') ? [false] : args.includes('topic-heavy') ? [true] : [false, true];
-const rows: ReturnType<typeof run>[] = [];
 if (!gc) console.warn('run with --expose-gc for meaningful memory numbers');
-for (const spaces of sizes.length > 0 ? sizes : Object.keys(PLAN).map(Number)) {
-  for (const topicHeavy of variants) {
-    const plan = PLAN[spaces]?.[topicHeavy ? 1 : 0] ?? { events: 1000, fullSamples: 3 };
-    const row = run({ spaces, topicHeavy, ...plan });
-    rows.push(row);
-    console.error(`done: ${row.variant} ${spaces}`);
+if (args[0] === '--one') {
+  console.log(JSON.stringify(run(scenario(sizes[0]!, args[2] === 'topic-heavy'))));
+} else {
+  const rows: Row[] = [];
+  for (const spaces of sizes.length > 0 ? sizes : Object.keys(PLAN).map(Number)) {
+    for (const topicHeavy of variants) {
+      const row = runIsolated(spaces, topicHeavy);
+      rows.push(row);
+      console.error(`done: ${row.variant} ${spaces}`);
+    }
+  }
+  if (args.includes('--json')) console.log(JSON.stringify(rows));
+  else {
+    console.log(
+      [
+        'incr = per-event latency: apply() + canonical() of every root it lists (+ tree.hash), ms.',
+        'full = TopologyGraph.fromState + canonical() on the same states (a from-scratch recompute), ms.',
+        'built = tree nodes interned per event (work follows the changed distinct subtrees).',
+        'B/space = heap of the built TopologyGraph / spaces; expanded/distinct = canonical tree nodes.',
+        'peak MB = peak resident set of the scenario (own process) through build and incremental events.',
+        'wire full = bytes of the whole distinct-subtree table (JSON) for an emission after one edge changed.',
+        '',
+      ].join('\n'),
+    );
+    console.log(table(rows));
   }
 }
-console.log(
-  [
-    'incr = per-event latency: apply() + canonical() of every root it lists (+ tree.hash), ms.',
-    'full = TopologyGraph.fromState + canonical() on the same states (a from-scratch recompute), ms.',
-    'built = tree nodes interned per event (work follows the changed distinct subtrees).',
-    'B/space = heap of the built TopologyGraph / spaces; expanded/distinct = canonical tree nodes.',
-    '',
-  ].join('\n'),
-);
-console.log(table(rows));
