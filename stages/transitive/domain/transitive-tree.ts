@@ -64,6 +64,11 @@ export class TransitiveTree {
     return this.reachedCount;
   }
 
+  /** Nodes this tree holds state for: the reached ones, outside an update. */
+  get held(): number {
+    return this.slots.size;
+  }
+
   reached(v: number): boolean {
     return this.depth(v) >= 0;
   }
