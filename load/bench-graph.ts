@@ -17,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import type { TopologyEvent } from '../stages/topology/events.ts';
+import { DeltaSender } from '../stages/topology/graph-delta.ts';
 import { toWire } from '../stages/topology/graph-wire.ts';
 import type { EventMeta } from '../stages/topology/tree.ts';
 import { distinctPostorder } from '../stages/topology/tree.ts';
@@ -170,21 +171,33 @@ function fullRecompute(root: string, state: GraphState): { ms: number; hash: str
 const WIRE_SAMPLES = 5;
 
 /**
- * Bytes of the inter-stage `graph` field for emissions after one explicit edge changed: the
- * median over a few such events (events that change nothing for the root are skipped).
+ * Bytes of the inter-stage `graph` field for emissions after one explicit edge changed, as the
+ * whole distinct-subtree table and as a delta (subtrees new since the root's last emission):
+ * medians over a few such events. Every emission of the root goes through the delta sender, so
+ * each delta is against the one before, as between the stages.
  */
-function wireBytes(graph: TopologyGraph, world: World): { full: number } {
+function wireBytes(graph: TopologyGraph, world: World): { full: number; delta: number } {
+  const sender = new DeltaSender();
+  const send = () => {
+    const { tree, canonical_space_ids } = graph.canonical(world.root);
+    return sender.delta(world.root, tree, canonical_space_ids, meta);
+  };
+  send();
   const full: number[] = [];
+  const delta: number[] = [];
   for (let tries = 0; full.length < WIRE_SAMPLES && tries < 100 * WIRE_SAMPLES; tries++) {
     const event = world.nextEvent();
     const explicit = event.event_type !== 'space.created' && event.extension.kind !== 'subtopic';
-    const due = graph.apply(event).rootsToRecompute;
-    if (!explicit || !due.includes(world.root)) continue;
+    if (!graph.apply(event).rootsToRecompute.includes(world.root)) continue;
+    const bytes = JSON.stringify(send()).length;
+    if (!explicit) continue;
+    delta.push(bytes);
     const { tree, canonical_space_ids } = graph.canonical(world.root);
     full.push(JSON.stringify(toWire({ root_id: world.root, tree, canonical_space_ids, meta })).length);
   }
   full.sort((a, b) => a - b);
-  return { full: percentile(full, 0.5) };
+  delta.sort((a, b) => a - b);
+  return { full: percentile(full, 0.5), delta: percentile(delta, 0.5) };
 }
 
 function run(scenario: Scenario) {
@@ -250,6 +263,7 @@ function run(scenario: Scenario) {
     bytesPerSpace,
     peakRss,
     wireFull: wire.full,
+    wireDelta: wire.delta,
     events: scenario.events,
     listed: listed / scenario.events,
     builtMean: built.reduce((a, b) => a + b, 0) / built.length,
@@ -279,6 +293,7 @@ function table(rows: Row[]): string {
     'B/space',
     'peak MB',
     'wire full',
+    'wire delta',
     'events',
     'roots/ev',
     'built/ev',
@@ -300,6 +315,7 @@ function table(rows: Row[]): string {
     count(Math.round(r.bytesPerSpace)),
     (r.peakRss / 1e6).toFixed(0),
     bytes(r.wireFull),
+    bytes(r.wireDelta),
     String(r.events),
     r.listed.toFixed(2),
     r.builtMean.toFixed(0),
@@ -384,7 +400,8 @@ if (args[0] === '--one') {
         'built = tree nodes interned per event (work follows the changed distinct subtrees).',
         'B/space = heap of the built TopologyGraph / spaces; expanded/distinct = canonical tree nodes.',
         'peak MB = peak resident set of the scenario (own process) through build and incremental events.',
-        'wire full = bytes of the whole distinct-subtree table (JSON) for an emission after one edge changed.',
+        'wire full = bytes of the whole distinct-subtree table (JSON) for an emission after one edge changed;',
+        'wire delta = bytes of the same emission as a delta (subtrees new since the last one, JSON).',
         '',
       ].join('\n'),
     );
