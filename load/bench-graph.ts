@@ -167,6 +167,9 @@ function fullRecompute(root: string, state: GraphState): { ms: number; hash: str
   return { ms: performance.now() - start, hash };
 }
 
+/** Events between two samples of the live heap (each a full GC, outside the timed part). */
+const LIVE_SAMPLE_EVERY = 100;
+
 /** Explicit edges changed, one per event, whose emission's wire bytes are measured. */
 const WIRE_SAMPLES = 5;
 
@@ -212,7 +215,9 @@ function run(scenario: Scenario) {
   const graph = TopologyGraph.fromState([world.root], initial);
   const first = graph.canonical(world.root);
   const buildMs = performance.now() - buildStart;
-  const bytesPerSpace = (heapUsed() - before) / scenario.spaces;
+  const builtHeap = heapUsed() - before;
+  const bytesPerSpace = builtHeap / scenario.spaces;
+  let peakLive = builtHeap;
   const distinct = distinctPostorder(first.tree).length;
   for (let i = 0; i < WARM_UP_EVENTS; i++) {
     for (const root of graph.apply(world.nextEvent()).rootsToRecompute) graph.canonical(root).tree.hash;
@@ -238,6 +243,8 @@ function run(scenario: Scenario) {
     if (i % snapshotEvery === snapshotEvery - 1) {
       snapshots.push({ state: structuredClone(world.state), hash: graph.canonical(world.root).tree.hash });
     }
+    // Outside the timed part: the domain's live heap (snapshots kept for later count too, a little).
+    if (i % LIVE_SAMPLE_EVERY === LIVE_SAMPLE_EVERY - 1) peakLive = Math.max(peakLive, heapUsed() - before);
   }
   // Peak of the build and the incremental run, before the full recomputes add their own.
   const peakRss = process.resourceUsage().maxRSS * 1024;
@@ -262,6 +269,7 @@ function run(scenario: Scenario) {
     buildMs,
     bytesPerSpace,
     peakRss,
+    peakLive,
     wireFull: wire.full,
     wireDelta: wire.delta,
     events: scenario.events,
@@ -291,6 +299,7 @@ function table(rows: Row[]): string {
     'distinct',
     'build ms',
     'B/space',
+    'live MB',
     'peak MB',
     'wire full',
     'wire delta',
@@ -313,6 +322,7 @@ function table(rows: Row[]): string {
     count(r.distinct),
     ms(r.buildMs),
     count(Math.round(r.bytesPerSpace)),
+    (r.peakLive / 1e6).toFixed(0),
     (r.peakRss / 1e6).toFixed(0),
     bytes(r.wireFull),
     bytes(r.wireDelta),
@@ -399,7 +409,8 @@ if (args[0] === '--one') {
         'full = TopologyGraph.fromState + canonical() on the same states (a from-scratch recompute), ms.',
         'built = tree nodes interned per event (work follows the changed distinct subtrees).',
         'B/space = heap of the built TopologyGraph / spaces; expanded/distinct = canonical tree nodes.',
-        'peak MB = peak resident set of the scenario (own process) through build and incremental events.',
+        'live MB = largest live heap of the graph (after a full GC: after the build and every 100 events).',
+        'peak MB = peak resident set of the scenario (own process, harness included) through build and events.',
         'wire full = bytes of the whole distinct-subtree table (JSON) for an emission after one edge changed;',
         'wire delta = bytes of the same emission as a delta (subtrees new since the last one, JSON).',
         '',
