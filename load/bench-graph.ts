@@ -1,17 +1,24 @@
 /**
  * Benchmark of the transitive stage's domain: per-event update latency of the incremental
  * canonical graph (apply + canonical() of the roots it lists) against a full recompute
- * (fromState + canonical()) on the same states, memory per space, and the canonical tree's
- * expanded vs distinct size.
+ * (fromState + canonical()) on the same states, memory (heap after the build, and the peak
+ * resident set of the whole incremental run: each scenario runs in its own process, so the
+ * peak is that size's alone), the bytes one emission puts on the wire between stages when one
+ * edge changes, and the canonical tree's expanded vs distinct size.
  *
  * Graphs are random digraphs (out-degree 3) whose root reaches almost all of them. The
  * topic-heavy variant adds a few shared topics, each announced by a couple of spaces, and
  * topic edges to them from 10% of the spaces, so phase 2 attaches large subtrees many times.
  *
- *   node --expose-gc load/bench-graph.ts [sizes...] [plain|topic-heavy]   e.g. 1000 10000 plain
+ *   node --expose-gc load/bench-graph.ts [sizes...] [plain|topic-heavy] [--json]   e.g. 1000 10000 plain
  */
 
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
 import type { TopologyEvent } from '../stages/topology/events.ts';
+import { DeltaSender } from '../stages/topology/graph-delta.ts';
+import { toWire } from '../stages/topology/graph-wire.ts';
 import type { EventMeta } from '../stages/topology/tree.ts';
 import { distinctPostorder } from '../stages/topology/tree.ts';
 import { type GraphState, TopologyGraph } from '../stages/transitive/domain/topology-graph.ts';
@@ -160,6 +167,42 @@ function fullRecompute(root: string, state: GraphState): { ms: number; hash: str
   return { ms: performance.now() - start, hash };
 }
 
+/** Events between two samples of the live heap (each a full GC, outside the timed part). */
+const LIVE_SAMPLE_EVERY = 100;
+
+/** Explicit edges changed, one per event, whose emission's wire bytes are measured. */
+const WIRE_SAMPLES = 5;
+
+/**
+ * Bytes of the inter-stage `graph` field for emissions after one explicit edge changed, as the
+ * whole distinct-subtree table and as a delta (subtrees new since the root's last emission):
+ * medians over a few such events. Every emission of the root goes through the delta sender, so
+ * each delta is against the one before, as between the stages.
+ */
+function wireBytes(graph: TopologyGraph, world: World): { full: number; delta: number } {
+  const sender = new DeltaSender();
+  const send = () => {
+    const { tree, canonical_space_ids } = graph.canonical(world.root);
+    return sender.delta(world.root, tree, canonical_space_ids, meta);
+  };
+  send();
+  const full: number[] = [];
+  const delta: number[] = [];
+  for (let tries = 0; full.length < WIRE_SAMPLES && tries < 100 * WIRE_SAMPLES; tries++) {
+    const event = world.nextEvent();
+    const explicit = event.event_type !== 'space.created' && event.extension.kind !== 'subtopic';
+    if (!graph.apply(event).rootsToRecompute.includes(world.root)) continue;
+    const bytes = JSON.stringify(send()).length;
+    if (!explicit) continue;
+    delta.push(bytes);
+    const { tree, canonical_space_ids } = graph.canonical(world.root);
+    full.push(JSON.stringify(toWire({ root_id: world.root, tree, canonical_space_ids, meta })).length);
+  }
+  full.sort((a, b) => a - b);
+  delta.sort((a, b) => a - b);
+  return { full: percentile(full, 0.5), delta: percentile(delta, 0.5) };
+}
+
 function run(scenario: Scenario) {
   const world = new World(
     scenario.spaces,
@@ -172,7 +215,9 @@ function run(scenario: Scenario) {
   const graph = TopologyGraph.fromState([world.root], initial);
   const first = graph.canonical(world.root);
   const buildMs = performance.now() - buildStart;
-  const bytesPerSpace = (heapUsed() - before) / scenario.spaces;
+  const builtHeap = heapUsed() - before;
+  const bytesPerSpace = builtHeap / scenario.spaces;
+  let peakLive = builtHeap;
   const distinct = distinctPostorder(first.tree).length;
   for (let i = 0; i < WARM_UP_EVENTS; i++) {
     for (const root of graph.apply(world.nextEvent()).rootsToRecompute) graph.canonical(root).tree.hash;
@@ -198,7 +243,12 @@ function run(scenario: Scenario) {
     if (i % snapshotEvery === snapshotEvery - 1) {
       snapshots.push({ state: structuredClone(world.state), hash: graph.canonical(world.root).tree.hash });
     }
+    // Outside the timed part: the domain's live heap (snapshots kept for later count too, a little).
+    if (i % LIVE_SAMPLE_EVERY === LIVE_SAMPLE_EVERY - 1) peakLive = Math.max(peakLive, heapUsed() - before);
   }
+  // Peak of the build and the incremental run, before the full recomputes add their own.
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const wire = wireBytes(graph, world);
   const last = graph.canonical(world.root);
   const full: number[] = [];
   for (const snapshot of snapshots) {
@@ -218,6 +268,10 @@ function run(scenario: Scenario) {
     distinct,
     buildMs,
     bytesPerSpace,
+    peakRss,
+    peakLive,
+    wireFull: wire.full,
+    wireDelta: wire.delta,
     events: scenario.events,
     listed: listed / scenario.events,
     builtMean: built.reduce((a, b) => a + b, 0) / built.length,
@@ -231,10 +285,12 @@ function run(scenario: Scenario) {
 }
 
 const ms = (v: number) => (v < 1 ? v.toFixed(3) : v < 100 ? v.toFixed(2) : v.toFixed(0));
+const bytes = (v: number) =>
+  v >= 1e6 ? `${(v / 1e6).toFixed(1)} MB` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} KB` : `${v} B`;
 const count = (v: number) =>
   v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1e4 ? `${(v / 1e3).toFixed(0)}K` : String(v);
 
-function table(rows: ReturnType<typeof run>[]): string {
+function table(rows: Row[]): string {
   const head = [
     'variant',
     'spaces',
@@ -243,6 +299,10 @@ function table(rows: ReturnType<typeof run>[]): string {
     'distinct',
     'build ms',
     'B/space',
+    'live MB',
+    'peak MB',
+    'wire full',
+    'wire delta',
     'events',
     'roots/ev',
     'built/ev',
@@ -262,6 +322,10 @@ function table(rows: ReturnType<typeof run>[]): string {
     count(r.distinct),
     ms(r.buildMs),
     count(Math.round(r.bytesPerSpace)),
+    (r.peakLive / 1e6).toFixed(0),
+    (r.peakRss / 1e6).toFixed(0),
+    bytes(r.wireFull),
+    bytes(r.wireDelta),
     String(r.events),
     r.listed.toFixed(2),
     r.builtMean.toFixed(0),
@@ -303,26 +367,55 @@ interface Plan {
   fullSamples: number;
 }
 
+type Row = ReturnType<typeof run>;
+
+/** Runs one scenario in a child process, so its peak resident set is its own. */
+function runIsolated(spaces: number, topicHeavy: boolean): Row {
+  const variant = topicHeavy ? 'topic-heavy' : 'plain';
+  const child = spawnSync(
+    process.execPath,
+    [...process.execArgv, fileURLToPath(import.meta.url), '--one', String(spaces), variant],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 },
+  );
+  if (child.status !== 0) throw new Error(`${variant} ${spaces}: exit ${child.status ?? child.signal}`);
+  return JSON.parse(child.stdout) as Row;
+}
+
+function scenario(spaces: number, topicHeavy: boolean): Scenario {
+  const plan = PLAN[spaces]?.[topicHeavy ? 1 : 0] ?? { events: 1000, fullSamples: 3 };
+  return { spaces, topicHeavy, ...plan };
+}
+
 const args = process.argv.slice(2);
 const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
 const variants = args.includes('plain') ? [false] : args.includes('topic-heavy') ? [true] : [false, true];
-const rows: ReturnType<typeof run>[] = [];
 if (!gc) console.warn('run with --expose-gc for meaningful memory numbers');
-for (const spaces of sizes.length > 0 ? sizes : Object.keys(PLAN).map(Number)) {
-  for (const topicHeavy of variants) {
-    const plan = PLAN[spaces]?.[topicHeavy ? 1 : 0] ?? { events: 1000, fullSamples: 3 };
-    const row = run({ spaces, topicHeavy, ...plan });
-    rows.push(row);
-    console.error(`done: ${row.variant} ${spaces}`);
+if (args[0] === '--one') {
+  console.log(JSON.stringify(run(scenario(sizes[0]!, args[2] === 'topic-heavy'))));
+} else {
+  const rows: Row[] = [];
+  for (const spaces of sizes.length > 0 ? sizes : Object.keys(PLAN).map(Number)) {
+    for (const topicHeavy of variants) {
+      const row = runIsolated(spaces, topicHeavy);
+      rows.push(row);
+      console.error(`done: ${row.variant} ${spaces}`);
+    }
+  }
+  if (args.includes('--json')) console.log(JSON.stringify(rows));
+  else {
+    console.log(
+      [
+        'incr = per-event latency: apply() + canonical() of every root it lists (+ tree.hash), ms.',
+        'full = TopologyGraph.fromState + canonical() on the same states (a from-scratch recompute), ms.',
+        'built = tree nodes interned per event (work follows the changed distinct subtrees).',
+        'B/space = heap of the built TopologyGraph / spaces; expanded/distinct = canonical tree nodes.',
+        'live MB = largest live heap of the graph (after a full GC: after the build and every 100 events).',
+        'peak MB = peak resident set of the scenario (own process, harness included) through build and events.',
+        'wire full = bytes of the whole distinct-subtree table (JSON) for an emission after one edge changed;',
+        'wire delta = bytes of the same emission as a delta (subtrees new since the last one, JSON).',
+        '',
+      ].join('\n'),
+    );
+    console.log(table(rows));
   }
 }
-console.log(
-  [
-    'incr = per-event latency: apply() + canonical() of every root it lists (+ tree.hash), ms.',
-    'full = TopologyGraph.fromState + canonical() on the same states (a from-scratch recompute), ms.',
-    'built = tree nodes interned per event (work follows the changed distinct subtrees).',
-    'B/space = heap of the built TopologyGraph / spaces; expanded/distinct = canonical tree nodes.',
-    '',
-  ].join('\n'),
-);
-console.log(table(rows));

@@ -27,6 +27,8 @@ export interface EventMeta {
   created_by?: string;
 }
 
+const NO_CHILDREN: readonly TreeNode[] = Object.freeze([]);
+
 /**
  * Interns nodes: one object per distinct (space, edge, topic, children) structure.
  *
@@ -49,7 +51,8 @@ export class TreeInterner {
   node(space: string, edge: EdgeKind, topic: string | null, children: readonly TreeNode[]): TreeNode {
     let key = `${space}|${edge}|${topic ?? ''}`;
     for (const c of children) key += `|${c.hash}`;
-    const digest = hash('sha256', key, 'hex').slice(0, 32);
+    // Half the digest, as a flat string: a slice would keep the whole 64-char digest alive.
+    const digest = hash('sha256', key, 'buffer').toString('hex', 0, 16);
     const found = this.current.get(digest) ?? this.previous.get(digest);
     if (found) {
       if (this.previous.delete(digest)) this.remember(found);
@@ -57,7 +60,9 @@ export class TreeInterner {
     }
     let size = 1;
     for (const c of children) size += c.size;
-    const made: TreeNode = { space, edge, topic, children, hash: digest, size };
+    // An exactly sized copy: callers build children by push, which leaves slack in the array.
+    const own = children.length === 0 ? NO_CHILDREN : children.slice();
+    const made: TreeNode = { space, edge, topic, children: own, hash: digest, size };
     this.created++;
     this.remember(made);
     return made;

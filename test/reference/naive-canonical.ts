@@ -70,6 +70,11 @@ export class NaiveTopology {
     return { tree: phase1.tree, canonical_space_ids: [...inC].sort() };
   }
 
+  /** The transitive tree of `x` (§3 BFS) in mode full or explicit. */
+  transitive(x: string, full: boolean): { tree: PlainNode; visited: ReadonlySet<string> } {
+    return transitive(x, this.index(), full);
+  }
+
   /** Edges by source and members by topic, rebuilt on every call: no state to get stale. */
   private index(): Index {
     const members = new Map<string, string[]>();

@@ -35,7 +35,8 @@ export class CanonicalTree {
   changed = false;
   private readonly ctx: TreeContext;
   private readonly fullTrees: FullTrees;
-  private readonly nodes: (TreeNode | undefined)[] = [];
+  /** Interned node per node of T (only those: memory follows C, not the number of spaces). */
+  private readonly nodes = new Map<number, TreeNode>();
   private readonly dirty = new Set<number>();
   /** Members attached somewhere in T, with their filtered trees. */
   private readonly attached = new Map<number, FilteredTree>();
@@ -114,7 +115,7 @@ export class CanonicalTree {
     }
     if (this.dirty.size > 0) this.rebuild();
     if (this.enteredSince.size + this.leftSince.size > 0) this.updateIds();
-    return { tree: this.nodes[this.root]!, canonical_space_ids: this.ids };
+    return { tree: this.nodes.get(this.root)!, canonical_space_ids: this.ids };
   }
 
   /** Roughly how many interned nodes this graph keeps alive. */
@@ -139,7 +140,7 @@ export class CanonicalTree {
   }
 
   private leave(v: number): void {
-    this.nodes[v] = undefined;
+    this.nodes.delete(v);
     this.dirty.delete(v);
     this.changed = true;
     if (!this.enteredSince.delete(v)) this.leftSince.add(v);
@@ -186,13 +187,13 @@ export class CanonicalTree {
   private build(v: number): void {
     const { graph, interner } = this.ctx;
     const children: TreeNode[] = [];
-    for (const k of this.scope.childrenOf(v)) children.push(this.nodes[k]!);
+    for (const k of this.scope.childrenOf(v)) children.push(this.nodes.get(k)!);
     for (const topic of graph.topicsOf(v)) {
       for (const m of graph.membersOf(topic)) {
         if (m !== v && this.scope.reached(m)) children.push(this.attached.get(m)!.attachment);
       }
     }
-    this.nodes[v] = interner.node(graph.spaces.id(v), edgeOf(this.scope.labelOf(v)), null, children);
+    this.nodes.set(v, interner.node(graph.spaces.id(v), edgeOf(this.scope.labelOf(v)), null, children));
   }
 
   /** C in id order; a fresh array whenever C changed, since callers may hold the old one. */

@@ -24,9 +24,8 @@ export class FilteredTree {
   /** The root's explicit transitive tree: its reached set is C. */
   private readonly scope: TransitiveTree;
   private readonly ctx: TreeContext;
-  private readonly nodes: (TreeNode | undefined)[] = [];
-  private kept = new Uint8Array(0);
-  private keptCount = 0;
+  /** Kept nodes (only they: memory follows what m reaches in C), with their interned node once built. */
+  private readonly kept = new Map<number, TreeNode | null>();
   /** Nodes whose kept status or tree node may have changed since the last refresh. */
   private seeds: number[] = [];
   private built = false;
@@ -45,20 +44,20 @@ export class FilteredTree {
   }
 
   get size(): number {
-    return this.keptCount;
+    return this.kept.size;
   }
 
   /** Nodes changed in the full tree; true when any of them can matter here. */
   noteFullChange(touched: readonly number[]): boolean {
     const before = this.seeds.length;
-    for (const v of touched) if (this.scope.reached(v) || this.kept[v] === 1) this.seeds.push(v);
+    for (const v of touched) if (this.scope.reached(v) || this.kept.has(v)) this.seeds.push(v);
     return this.noted(before);
   }
 
   /** Nodes that entered or left C; true when any of them can matter here. */
   noteScopeChange(nodes: readonly number[]): boolean {
     const before = this.seeds.length;
-    for (const v of nodes) if (this.full.reached(v) || this.kept[v] === 1) this.seeds.push(v);
+    for (const v of nodes) if (this.full.reached(v) || this.kept.has(v)) this.seeds.push(v);
     return this.noted(before);
   }
 
@@ -74,7 +73,6 @@ export class FilteredTree {
   /** Brings the interned nodes up to date; true when the attachment changed. */
   refresh(): boolean {
     const before = this.top;
-    this.fit();
     if (!this.built) this.buildAll();
     else if (this.seeds.length > 0) this.rebuild(this.updateKept());
     this.seeds = [];
@@ -83,9 +81,7 @@ export class FilteredTree {
   }
 
   private buildAll(): void {
-    this.kept.fill(0);
-    this.nodes.length = 0;
-    this.keptCount = 0;
+    this.kept.clear();
     const order: number[] = [];
     const stack = [this.member];
     for (let v = stack.pop(); v !== undefined; v = stack.pop()) {
@@ -105,7 +101,7 @@ export class FilteredTree {
     dirtyMarks.clear();
     const dirty: number[] = [];
     const mark = (v: number) => {
-      if (this.kept[v] === 1 && dirtyMarks.add(v)) dirty.push(v);
+      if (this.kept.has(v) && dirtyMarks.add(v)) dirty.push(v);
     };
     const queue = new LevelQueue();
     for (const v of this.seeds) queue.add(this.full.reached(v) ? this.full.depth(v) : -1, v);
@@ -113,7 +109,7 @@ export class FilteredTree {
       const [level, nodes] = batch;
       for (const v of nodes) {
         const want = this.wanted(v);
-        if (want !== (this.kept[v] === 1)) {
+        if (want !== this.kept.has(v)) {
           this.setKept(v, want);
           // Its parent's kept children changed; an unreached node's old parent is a seed.
           if (level >= 0) mark(this.full.parentOf(v));
@@ -128,7 +124,7 @@ export class FilteredTree {
   private wanted(v: number): boolean {
     if (v === this.member) return true;
     if (!this.full.reached(v) || !this.scope.reached(v)) return false;
-    return this.kept[this.full.parentOf(v)] === 1;
+    return this.kept.has(this.full.parentOf(v));
   }
 
   private rebuild(dirty: number[]): void {
@@ -143,30 +139,21 @@ export class FilteredTree {
   private build(v: number): void {
     const { graph, interner } = this.ctx;
     const children: TreeNode[] = [];
-    for (const k of this.full.childrenOf(v)) if (this.kept[k] === 1) children.push(this.nodes[k]!);
+    for (const k of this.full.childrenOf(v)) if (this.kept.has(k)) children.push(this.kept.get(k)!);
     const id = graph.spaces.id(v);
     if (v === this.member) {
       const topic = graph.topics.id(graph.topicOf(v));
       this.top = interner.node(id, 'topic', topic, children);
-      this.nodes[v] = this.top;
+      this.kept.set(v, this.top);
       return;
     }
     const label = this.full.labelOf(v);
     const topic = label >= TOPIC ? graph.topics.id(label - TOPIC) : null;
-    this.nodes[v] = interner.node(id, edgeOf(label), topic, children);
+    this.kept.set(v, interner.node(id, edgeOf(label), topic, children));
   }
 
   private setKept(v: number, keep: boolean): void {
-    this.kept[v] = keep ? 1 : 0;
-    this.keptCount += keep ? 1 : -1;
-    if (!keep) this.nodes[v] = undefined;
-  }
-
-  private fit(): void {
-    const n = this.ctx.graph.spaces.size;
-    if (n <= this.kept.length) return;
-    const next = new Uint8Array(Math.max(n, this.kept.length * 2, 16));
-    next.set(this.kept);
-    this.kept = next;
+    if (keep) this.kept.set(v, null);
+    else this.kept.delete(v);
   }
 }

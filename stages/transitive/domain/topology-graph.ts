@@ -100,7 +100,7 @@ export class TopologyGraph {
   private sizeGenerations(): void {
     let live = 0;
     for (const root of this.roots.values()) live += root.liveSize;
-    this.interner.generationSize = Math.max(MIN_GENERATION, live);
+    this.interner.generationSize = Math.max(MIN_GENERATION, Math.ceil(live / 4));
   }
 }
 

@@ -39,11 +39,17 @@ export class TransitiveTree {
   /** Mode full (topic edges give candidates) or explicit. */
   readonly full: boolean;
   private readonly graph: GraphStore;
-  /** Per space: BFS level (-1 when not reached), parent (-1 for none), edge label. */
-  private dist = new Int32Array(0);
-  private parent = new Int32Array(0);
-  private label = new Int32Array(0);
-  /** Tree children in id order. */
+  /**
+   * State of the nodes this tree reaches only, so its memory follows its reach, not the number
+   * of spaces: a slot per reached node (and per node being regrown), freed when it leaves.
+   */
+  private readonly slots = new Map<number, number>();
+  private readonly freeSlots: number[] = [];
+  /** Per slot: BFS level (-1 while being regrown), parent (-1 for none), edge label. */
+  private dist = new Int32Array(16);
+  private parent = new Int32Array(16);
+  private label = new Int32Array(16);
+  /** Per slot: tree children in id order. */
   private readonly kids: (number[] | undefined)[] = [];
   private reachedCount = 0;
 
@@ -58,24 +64,34 @@ export class TransitiveTree {
     return this.reachedCount;
   }
 
-  reached(v: number): boolean {
-    return v < this.dist.length && this.dist[v]! >= 0;
+  /** Nodes this tree holds state for: the reached ones, outside an update. */
+  get held(): number {
+    return this.slots.size;
   }
 
+  reached(v: number): boolean {
+    return this.depth(v) >= 0;
+  }
+
+  /** BFS level, -1 when not reached. */
   depth(v: number): number {
-    return this.dist[v]!;
+    const s = this.slots.get(v);
+    return s === undefined ? -1 : this.dist[s]!;
   }
 
   parentOf(v: number): number {
-    return v < this.parent.length ? this.parent[v]! : -1;
+    const s = this.slots.get(v);
+    return s === undefined ? -1 : this.parent[s]!;
   }
 
   labelOf(v: number): number {
-    return this.label[v]!;
+    const s = this.slots.get(v);
+    return s === undefined ? NO_EDGE : this.label[s]!;
   }
 
   childrenOf(v: number): readonly number[] {
-    return this.kids[v] ?? NONE;
+    const s = this.slots.get(v);
+    return (s === undefined ? undefined : this.kids[s]) ?? NONE;
   }
 
   /** Reached nodes, parents before children. */
@@ -91,29 +107,27 @@ export class TransitiveTree {
 
   /** Candidates (x, y) were added, given as flat pairs; the graph already has them. */
   insert(pairs: readonly number[], delta: TreeDelta): void {
-    this.fit();
     touchedMarks.clear();
     const queue = new LevelQueue();
     for (let i = 0; i < pairs.length; i += 2) {
       const x = pairs[i]!;
       const y = pairs[i + 1]!;
       if (x === y || !this.reached(x)) continue;
-      if (this.parent[y] === x) this.relabel(y, delta);
+      if (this.parentOf(y) === x) this.relabel(y, delta);
       // A new candidate is judged when its source's level comes up (see settle).
-      else queue.add(this.dist[x]!, -1 - i);
+      else queue.add(this.depth(x), -1 - i);
     }
     this.settle(queue, pairs, delta);
   }
 
   /** Candidates (x, y) were removed, given as flat pairs; the graph no longer has them. */
   remove(pairs: readonly number[], delta: TreeDelta): void {
-    this.fit();
     touchedMarks.clear();
     const orphans: number[] = [];
     for (let i = 0; i < pairs.length; i += 2) {
       const x = pairs[i]!;
       const y = pairs[i + 1]!;
-      if (x === y || !this.reached(x) || this.parent[y] !== x) continue;
+      if (x === y || !this.reached(x) || this.parentOf(y) !== x) continue;
       if (this.graph.firstLabel(x, y, this.full) === NO_EDGE) orphans.push(y);
       else this.relabel(y, delta);
     }
@@ -121,37 +135,41 @@ export class TransitiveTree {
   }
 
   private build(): void {
-    this.fit();
-    const { dist, parent, label, graph, full } = this;
+    const { graph, full } = this;
     const ids = graph.spaces.ids;
-    dist[this.source] = 0;
-    label[this.source] = ROOT;
+    this.place1(this.source, -1, 0, ROOT);
     this.reachedCount = 1;
     const found: number[] = [];
     const fresh: number[] = [];
     // Plain BFS: levels in queue order, so the first discovery is the right one.
-    for (let level = [this.source]; level.length > 0; ) {
+    for (let level = [this.source], d = 1; level.length > 0; d++) {
       const next: number[] = [];
       for (const x of level) {
         found.length = 0;
         fresh.length = 0;
         graph.targets(x, full, found);
         for (const y of found) {
-          if (dist[y]! >= 0) continue;
-          dist[y] = dist[x]! + 1;
-          parent[y] = x;
-          label[y] = graph.firstLabel(x, y, full);
+          if (this.slots.has(y)) continue;
+          this.place1(y, x, d, graph.firstLabel(x, y, full));
           fresh.push(y);
         }
         if (fresh.length === 0) continue;
         // A copy: exactly sized, the scratch array is reused.
         const kids = sortById(fresh.slice(), ids);
-        this.kids[x] = kids;
+        this.kids[this.slots.get(x)!] = kids;
         for (const y of kids) next.push(y);
         this.reachedCount += kids.length;
       }
       level = next;
     }
+  }
+
+  /** Gives `v` a slot with these values. */
+  private place1(v: number, parent: number, dist: number, label: number): void {
+    const s = this.claim(v);
+    this.parent[s] = parent;
+    this.dist[s] = dist;
+    this.label[s] = label;
   }
 
   /**
@@ -171,12 +189,12 @@ export class TransitiveTree {
           this.offer(pairs[-1 - entry]!, pairs[-entry]!, level, queue, delta);
           continue;
         }
-        if (this.dist[entry] !== level || !doneMarks.add(entry)) continue;
+        if (this.depth(entry) !== level || !doneMarks.add(entry)) continue;
         found.length = 0;
         this.graph.targets(entry, this.full, found);
         for (const z of found) {
-          if (this.parent[z] === entry) {
-            this.dist[z] = level + 1;
+          if (this.parentOf(z) === entry) {
+            this.dist[this.slots.get(z)!] = level + 1;
             queue.add(level + 1, z);
           } else this.offer(entry, z, level, queue, delta);
         }
@@ -187,7 +205,7 @@ export class TransitiveTree {
   /** x, on `level`, offers itself as z's parent. */
   private offer(x: number, z: number, level: number, queue: LevelQueue, delta: TreeDelta): void {
     // A source that moved meanwhile re-offers all its targets from its new level.
-    if (this.dist[x] !== level || !this.better(x, z)) return;
+    if (this.depth(x) !== level || !this.better(x, z)) return;
     this.move(z, x, delta);
     queue.add(level + 1, z);
   }
@@ -207,29 +225,35 @@ export class TransitiveTree {
   /**
    * Finds new paths for cut nodes: first from predecessors outside the cut (their paths did not
    * change), then level by level through cut nodes already placed. Nothing outside the cut can
-   * prefer a cut node: its path only got longer or bigger.
+   * prefer a cut node: its path only got longer or bigger. Cut nodes keep their slots until
+   * settled, with level -1 meanwhile.
    */
   private regrow(nodes: readonly number[], delta: TreeDelta): void {
-    const { dist, parent } = this;
-    const oldParent = Int32Array.from(nodes, (v) => parent[v]!);
+    const { dist, parent, slots } = this;
+    const oldParent = Int32Array.from(nodes, (v) => this.parentOf(v));
     for (const v of nodes) {
-      const p = parent[v]!;
-      if (!cutMarks.has(p)) this.kids[p] = removeById(this.kids[p]!, v, this.graph.spaces.ids);
-      this.kids[v] = undefined;
-      dist[v] = -1;
-      parent[v] = -1;
+      const s = slots.get(v)!;
+      const p = parent[s]!;
+      if (!cutMarks.has(p)) {
+        const ps = slots.get(p)!;
+        this.kids[ps] = removeById(this.kids[ps]!, v, this.graph.spaces.ids);
+      }
+      this.kids[s] = undefined;
+      dist[s] = -1;
+      parent[s] = -1;
     }
     const queue = new LevelQueue();
     const found: number[] = [];
     for (const v of nodes) {
       found.length = 0;
       this.graph.sources(v, this.full, found);
+      const s = slots.get(v)!;
       for (const p of found) {
-        if (dist[p]! < 0 || cutMarks.has(p) || !this.better(p, v)) continue;
-        parent[v] = p;
-        dist[v] = dist[p]! + 1;
+        if (this.depth(p) < 0 || cutMarks.has(p) || !this.better(p, v)) continue;
+        parent[s] = p;
+        dist[s] = this.depth(p) + 1;
       }
-      if (dist[v]! >= 0) queue.add(dist[v]!, v);
+      if (dist[s]! >= 0) queue.add(dist[s]!, v);
     }
     this.place(queue);
     for (let i = 0; i < nodes.length; i++) this.settleCut(nodes[i]!, oldParent[i]!, delta);
@@ -238,19 +262,23 @@ export class TransitiveTree {
   private place(queue: LevelQueue): void {
     doneMarks.clear();
     const found: number[] = [];
+    const ids = this.graph.spaces.ids;
     for (let batch = queue.take(); batch; batch = queue.take()) {
       const [level, nodes] = batch;
       for (const v of nodes) {
-        if (this.dist[v] !== level || !doneMarks.add(v)) continue;
-        const p = this.parent[v]!;
-        this.label[v] = this.graph.firstLabel(p, v, this.full);
-        this.kids[p] = insertById(this.kids[p], v, this.graph.spaces.ids);
+        if (this.depth(v) !== level || !doneMarks.add(v)) continue;
+        const s = this.slots.get(v)!;
+        const p = this.parent[s]!;
+        this.label[s] = this.graph.firstLabel(p, v, this.full);
+        const ps = this.slots.get(p)!;
+        this.kids[ps] = insertById(this.kids[ps], v, ids);
         found.length = 0;
         this.graph.targets(v, this.full, found);
         for (const z of found) {
           if (!cutMarks.has(z) || doneMarks.has(z) || !this.better(v, z)) continue;
-          this.parent[z] = v;
-          this.dist[z] = level + 1;
+          const zs = this.slots.get(z)!;
+          this.parent[zs] = v;
+          this.dist[zs] = level + 1;
           queue.add(level + 1, z);
         }
       }
@@ -260,13 +288,11 @@ export class TransitiveTree {
   /** Same parent means same label: the candidates between them did not change. */
   private settleCut(v: number, oldParent: number, delta: TreeDelta): void {
     if (!doneMarks.has(v)) {
-      this.dist[v] = -1;
-      this.parent[v] = -1;
-      this.label[v] = NO_EDGE;
+      this.release(v);
       this.reachedCount--;
       delta.left.push(v);
     }
-    const p = this.parent[v]!;
+    const p = this.parentOf(v);
     if (p === oldParent) return;
     this.touch(v, delta);
     if (this.reached(oldParent)) this.touch(oldParent, delta);
@@ -275,47 +301,49 @@ export class TransitiveTree {
 
   /** Is x (reached, path final) a better parent for y than y's current one? */
   private better(x: number, y: number): boolean {
-    const dy = this.dist[y]!;
+    const dy = this.depth(y);
     if (dy < 0) return true;
-    const dx = this.dist[x]! + 1;
+    const dx = this.depth(x) + 1;
     if (dx !== dy) return dx < dy;
-    const p = this.parent[y]!;
+    const p = this.parentOf(y);
     return p !== x && this.precedes(x, p);
   }
 
   /** Does a's path sort before b's? Both on the same level, a ≠ b. */
   private precedes(a: number, b: number): boolean {
-    const parent = this.parent;
-    while (parent[a] !== parent[b]) {
-      a = parent[a]!;
-      b = parent[b]!;
+    for (let pa = this.parentOf(a), pb = this.parentOf(b); pa !== pb; ) {
+      a = pa;
+      b = pb;
+      pa = this.parentOf(a);
+      pb = this.parentOf(b);
     }
     const ids = this.graph.spaces.ids;
     return ids[a]! < ids[b]!;
   }
 
   private move(y: number, x: number, delta: TreeDelta): void {
-    const old = this.parent[y]!;
+    const old = this.parentOf(y);
     const ids = this.graph.spaces.ids;
     if (old >= 0) {
-      this.kids[old] = removeById(this.kids[old]!, y, ids);
+      const os = this.slots.get(old)!;
+      this.kids[os] = removeById(this.kids[os]!, y, ids);
       this.touch(old, delta);
     } else {
       this.reachedCount++;
       delta.entered.push(y);
     }
-    this.parent[y] = x;
-    this.dist[y] = this.dist[x]! + 1;
-    this.label[y] = this.graph.firstLabel(x, y, this.full);
-    this.kids[x] = insertById(this.kids[x], y, ids);
+    this.place1(y, x, this.depth(x) + 1, this.graph.firstLabel(x, y, this.full));
+    const xs = this.slots.get(x)!;
+    this.kids[xs] = insertById(this.kids[xs], y, ids);
     this.touch(x, delta);
     this.touch(y, delta);
   }
 
   private relabel(y: number, delta: TreeDelta): void {
-    const next = this.graph.firstLabel(this.parent[y]!, y, this.full);
-    if (next === this.label[y]) return;
-    this.label[y] = next;
+    const s = this.slots.get(y)!;
+    const next = this.graph.firstLabel(this.parent[s]!, y, this.full);
+    if (next === this.label[s]) return;
+    this.label[s] = next;
     this.touch(y, delta);
   }
 
@@ -323,11 +351,31 @@ export class TransitiveTree {
     if (touchedMarks.add(v)) delta.touched.push(v);
   }
 
-  /** Grows the per-space arrays to the number of known spaces. */
-  private fit(): void {
-    const n = this.graph.spaces.size;
-    if (n <= this.dist.length) return;
-    const size = Math.max(n, this.dist.length * 2, 16);
+  /** `v`'s slot, a new one (level and parent -1) when it has none. */
+  private claim(v: number): number {
+    let s = this.slots.get(v);
+    if (s !== undefined) return s;
+    // With no free slot, every slot below the count is taken.
+    s = this.freeSlots.pop() ?? this.slots.size;
+    if (s >= this.dist.length) this.grow();
+    this.slots.set(v, s);
+    this.dist[s] = -1;
+    this.parent[s] = -1;
+    this.label[s] = NO_EDGE;
+    this.kids[s] = undefined;
+    return s;
+  }
+
+  private release(v: number): void {
+    const s = this.slots.get(v);
+    if (s === undefined) return;
+    this.slots.delete(v);
+    this.kids[s] = undefined;
+    this.freeSlots.push(s);
+  }
+
+  private grow(): void {
+    const size = this.dist.length * 2;
     this.dist = grown(this.dist, size);
     this.parent = grown(this.parent, size);
     this.label = grown(this.label, size);
@@ -335,7 +383,7 @@ export class TransitiveTree {
 }
 
 function grown(a: Int32Array, size: number): Int32Array<ArrayBuffer> {
-  const next = new Int32Array(size).fill(-1);
+  const next = new Int32Array(size);
   next.set(a);
   return next;
 }

@@ -1,0 +1,174 @@
+/**
+ * The delta wire between stages: a receiver fed the deltas of every emission holds exactly the
+ * graph a whole table would have carried; one that lacks what a delta builds on refuses it with
+ * a typed error, unchanged, and recovers from the whole table the sender then sends.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { TopologyEvent } from '../../stages/topology/events.ts';
+import {
+  DeltaReceiver,
+  DeltaSender,
+  type GraphDelta,
+  MissingSubtreeError,
+} from '../../stages/topology/graph-delta.ts';
+import { fromWire, toWire } from '../../stages/topology/graph-wire.ts';
+import type { EventMeta } from '../../stages/topology/tree.ts';
+import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
+
+const meta: EventMeta = { block_number: '1', block_timestamp: '1', tx_hash: '0x00', cursor: 'c' };
+
+function pool(n: number, salt: number, filler: string): string[] {
+  return Array.from(
+    { length: n },
+    (_, i) => ((i * 61 + salt) % 256).toString(16).padStart(2, '0') + filler.repeat(15),
+  );
+}
+
+const spaces = pool(24, 0x11, '4d');
+const topics = pool(4, 0x90, 'e2');
+
+const event: fc.Arbitrary<TopologyEvent> = fc.oneof(
+  {
+    weight: 2,
+    arbitrary: fc.tuple(fc.constantFrom(...spaces), fc.constantFrom(...topics)).map(
+      ([space_id, topic_id]): TopologyEvent => ({
+        event_type: 'space.created',
+        space_id,
+        topic_id,
+        space_type: { kind: 'personal', owner: '00'.repeat(32) },
+        meta,
+      }),
+    ),
+  },
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom(
+          'space.trust_extended' as const,
+          'space.trust_revoked' as const,
+          'space.trust_extended' as const,
+        ),
+        fc.constantFrom(...spaces),
+        fc.constantFrom('verified' as const, 'related' as const),
+        fc.constantFrom(...spaces),
+      )
+      .map(
+        ([event_type, source_space_id, kind, target_space_id]): TopologyEvent => ({
+          event_type,
+          source_space_id,
+          extension: { kind, target_space_id },
+          meta,
+        }),
+      ),
+  },
+  {
+    weight: 3,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom('space.trust_extended' as const, 'space.trust_revoked' as const),
+        fc.constantFrom(...spaces),
+        fc.constantFrom(...topics),
+      )
+      .map(
+        ([event_type, source_space_id, target_topic_id]): TopologyEvent => ({
+          event_type,
+          source_space_id,
+          extension: { kind: 'subtopic', target_topic_id },
+          meta,
+        }),
+      ),
+  },
+);
+
+const arb = fc.record({
+  roots: fc.uniqueArray(fc.constantFrom(...spaces), { minLength: 1, maxLength: 2 }),
+  steps: fc.array(event, { minLength: 1, maxLength: 150, size: 'max' }),
+  /** After which step a receiver restarts with an empty cache. */
+  restartAt: fc.nat(150),
+});
+
+/** The receiver's graph against the whole table of the same graph. */
+function expectSame(receiver: DeltaReceiver, graph: TopologyGraph, root: string): void {
+  const { tree, canonical_space_ids } = graph.canonical(root);
+  const held = receiver.wire(root);
+  const want = toWire({ root_id: root, tree, canonical_space_ids, meta });
+  expect(held.hash).toBe(want.hash);
+  expect(fromWire(held).tree.hash).toBe(want.hash);
+  expect(held.expanded_nodes).toBe(want.expanded_nodes);
+  expect(held.canonical_space_ids).toEqual(want.canonical_space_ids);
+  expect(new Set(held.nodes.map((n) => JSON.stringify(n))).size).toBe(held.nodes.length);
+}
+
+describe('graph deltas between stages', () => {
+  it('rebuild every emitted graph exactly, and recover after a restart with an empty cache', () => {
+    fc.assert(
+      fc.property(arb, ({ roots, steps, restartAt }) => {
+        const graph = new TopologyGraph(roots);
+        const sender = new DeltaSender();
+        let receiver = new DeltaReceiver();
+        const send = (root: string): GraphDelta => {
+          const { tree, canonical_space_ids } = graph.canonical(root);
+          return sender.delta(root, tree, canonical_space_ids, meta);
+        };
+        for (const root of roots) receiver.apply(send(root));
+        for (const [i, e] of steps.entries()) {
+          if (i === restartAt) receiver = new DeltaReceiver();
+          for (const root of graph.apply(e).rootsToRecompute) {
+            const delta = send(root);
+            if (delta.base === '' || receiver.hashOf(root) === delta.base) receiver.apply(delta);
+            else {
+              // Lacks the base: refused, typed, nothing applied; the sender then sends it all.
+              expect(() => receiver.apply(delta)).toThrow(MissingSubtreeError);
+              expect(receiver.hashOf(root)).toBe('');
+              sender.forget(root);
+              const whole = send(root);
+              expect(whole.base).toBe('');
+              receiver.apply(whole);
+            }
+            expectSame(receiver, graph, root);
+          }
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('refuses a delta that references a subtree it does not hold, and stays as it was', () => {
+    const roots = [spaces[0]!];
+    const graph = new TopologyGraph(roots);
+    const sender = new DeltaSender();
+    const receiver = new DeltaReceiver();
+    const edge = (t: string): TopologyEvent => ({
+      event_type: 'space.trust_extended',
+      source_space_id: spaces[0]!,
+      extension: { kind: 'verified', target_space_id: t },
+      meta,
+    });
+    const next = () => {
+      const { tree, canonical_space_ids } = graph.canonical(roots[0]!);
+      return sender.delta(roots[0]!, tree, canonical_space_ids, meta);
+    };
+    graph.apply(edge(spaces[1]!));
+    receiver.apply(next());
+    const before = receiver.wire(roots[0]!);
+    graph.apply(edge(spaces[2]!));
+    const delta = next();
+    expect(delta.nodes.length).toBeGreaterThan(0);
+    // Drop one new leaf: its parent now references a subtree the receiver never got.
+    const broken = { ...delta, nodes: delta.nodes.slice(1) };
+    const error = (() => {
+      try {
+        receiver.apply(broken);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(MissingSubtreeError);
+    expect((error as MissingSubtreeError).reason).toBe('subtree');
+    expect(receiver.wire(roots[0]!)).toEqual(before);
+    receiver.apply(delta);
+    expectSame(receiver, graph, roots[0]!);
+  });
+});
