@@ -186,8 +186,14 @@ function indexRegion(nodes: GraphWire['nodes'], top: number): Map<string, Place>
   return places;
 }
 
+/**
+ * Distance is left out: a node whose parent edge stays keeps its place when an ancestor moves,
+ * and listing every descendant whose distance shifted would make one moved edge near the root
+ * cost a change per node below it. A consumer that tracks distances shifts a moved node's
+ * subtree by the node's own shift (a distance is always the parent's + 1).
+ */
 function samePlace(a: Place, b: Place): boolean {
-  return a.parent === b.parent && a.edge === b.edge && a.topic === b.topic && a.distance === b.distance;
+  return a.parent === b.parent && a.edge === b.edge && a.topic === b.topic;
 }
 
 function samePlaces(a: Map<string, Place>, b: Map<string, Place>): boolean {
@@ -267,15 +273,21 @@ export function applyDiff(state: DiffState, diff: GraphDiff): DiffState {
     attachments: new Set(state.attachments),
   };
   const copied = new Set<string>();
+  const shifted = new Map<Map<string, Place>, Array<[string, number]>>();
+  const listed = new Map<Map<string, Place>, Set<string>>();
   for (const change of diff.changes) {
     const places = placesFor(next, change, copied);
-    const has = places.has(change.space);
-    if (change.type === 'added' ? has : !has) {
-      throw new DiffMismatchError(`${change.type} ${change.space}: the node is ${has ? 'there' : 'missing'}`);
+    listed.set(places, (listed.get(places) ?? new Set()).add(change.space));
+    const old = places.get(change.space);
+    if (change.type === 'added' ? old : !old) {
+      throw new DiffMismatchError(`${change.type} ${change.space}: the node is ${old ? 'there' : 'missing'}`);
     }
     if (change.type === 'removed') places.delete(change.space);
     else places.set(change.space, checkedPlace(change));
+    const shift = old && change.place ? change.place.distance - old.distance : 0;
+    if (shift !== 0) shifted.set(places, [...(shifted.get(places) ?? []), [change.space, shift]]);
   }
+  for (const [places, moved] of shifted) shiftDistances(places, moved, listed.get(places)!);
   for (const [region, places] of next.regions) if (places.size === 0) next.regions.delete(region);
   for (const change of diff.changes) checkParent(next, change);
   for (const a of diff.attachmentsRemoved) {
@@ -287,6 +299,28 @@ export function applyDiff(state: DiffState, diff: GraphDiff): DiffState {
     next.attachments.add(key);
   }
   return next;
+}
+
+/**
+ * Nodes below a moved node keep their place but not their distance: each gets its moved
+ * ancestor's shift, unless the diff placed it itself (with its distance).
+ */
+function shiftDistances(
+  places: Map<string, Place>,
+  moved: Array<[string, number]>,
+  listed: Set<string>,
+): void {
+  const children = childrenOf(places);
+  const stack = [...moved];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const [space, shift] = item;
+    for (const child of children.get(space) ?? []) {
+      if (listed.has(child)) continue;
+      const place = places.get(child)!;
+      places.set(child, { ...place, distance: place.distance + shift });
+      stack.push([child, shift]);
+    }
+  }
 }
 
 /** The map a change is about, copied before its first write (the input state stays as it was). */

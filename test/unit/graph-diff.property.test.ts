@@ -155,6 +155,8 @@ describe.each(CASES)('diffs of the real graph domain, $name', ({ arb, runs }) =>
             expect(diff.snapshot !== null).toBe(seq % BigInt(every) === 0n);
             if (diff.snapshot) expect(indexGraph(toWire(withTree(diff.snapshot)))).toEqual(state);
           }
+          // Distances included: a consumer's state is exactly the description of the emission.
+          expect(state).toEqual(indexGraph(graph));
           expect(buildTree(state).hash).toBe(graph.hash);
           expect(canonicalSpaceIds(state)).toEqual(graph.canonical_space_ids);
         }
