@@ -57,7 +57,6 @@ function changeMessage(c: NodeChange): topology.NodeChange.$Properties {
     type: CHANGE_TYPES[c.type],
     spaceId: idBytes(c.space),
     memberSpaceId: idBytes(c.member),
-    memberTopicId: idBytes(c.memberTopic),
   };
   if (c.place) {
     message.parentSpaceId = idBytes(c.place.parent);
@@ -158,7 +157,6 @@ function changeOf(c: topology.NodeChange.$Properties): NodeChange {
     type,
     space: hex(c.spaceId),
     member: hex(c.memberSpaceId),
-    memberTopic: hex(c.memberTopicId),
   };
   if (type === 'removed') return change;
   const edge = EDGE_NAMES.get(c.edgeType ?? 0);

@@ -35,7 +35,7 @@ export interface DiffState {
   root: string;
   /** The root's own tree, by space: its spaces are the canonical set. */
   own: Map<string, Place>;
-  /** Attached subtrees by region key (topic id + member id), each by space. */
+  /** Attached subtrees by member (a space announces one topic), each by space. */
   regions: Map<string, Map<string, Place>>;
   /** Attachment keys: anchor id + topic id + member id. */
   attachments: Set<string>;
@@ -46,9 +46,8 @@ export type ChangeType = 'added' | 'removed' | 'moved';
 export interface NodeChange {
   type: ChangeType;
   space: string;
-  /** '' for the own tree, else the attached subtree's member and topic. */
+  /** '' for the own tree, else the attached subtree's member. */
   member: string;
-  memberTopic: string;
   /** Absent for `removed`. */
   place?: Place;
 }
@@ -83,10 +82,6 @@ export class DiffMismatchError extends Error {
 
 const ID_CHARS = 32;
 
-export function regionKey(topic: string, member: string): string {
-  return topic + member;
-}
-
 export function attachmentKey(a: Attachment): string {
   return a.anchor + a.topic + a.member;
 }
@@ -118,11 +113,11 @@ export function indexGraph(graph: GraphWire): DiffState {
     for (const c of children) {
       const [child, edge, topic] = nodes[c]!;
       if (edge === 'topic') {
-        const region = regionKey(topic, child);
-        if (region <= lastAttachment) throw new NotDiffableError(`attachments of ${space} out of order`);
-        lastAttachment = region;
-        state.attachments.add(space + region);
-        addRegion(state, nodes, regionAt, region, c);
+        const key = topic + child;
+        if (key <= lastAttachment) throw new NotDiffableError(`attachments of ${space} out of order`);
+        lastAttachment = key;
+        state.attachments.add(space + key);
+        addRegion(state, nodes, regionAt, child, c);
         continue;
       }
       if (lastAttachment !== '') throw new NotDiffableError(`${space}: a ${edge} child after an attachment`);
@@ -146,7 +141,10 @@ function checkCanonicalSet(state: DiffState, ids: readonly string[]): void {
   }
 }
 
-/** Every attachment of one member must hold the same subtree (it is described once). */
+/**
+ * Every attachment of one member must hold the same subtree, through the same topic: it is
+ * described once.
+ */
 function addRegion(
   state: DiffState,
   nodes: GraphWire['nodes'],
@@ -161,7 +159,7 @@ function addRegion(
     regionAt.set(region, at);
     state.regions.set(region, described);
   } else if (!samePlaces(state.regions.get(region)!, described)) {
-    throw new NotDiffableError(`attachments of ${region.slice(ID_CHARS)} differ`);
+    throw new NotDiffableError(`attachments of ${region} differ`);
   }
 }
 
@@ -215,15 +213,12 @@ const NO_PLACES = new Map<string, Place>();
 /** What turns `from` into `to`, in a deterministic order. */
 export function diffStates(from: DiffState, to: DiffState): GraphDiff {
   if (from.root !== to.root) throw new NotDiffableError(`roots differ: ${from.root}, ${to.root}`);
-  const changes = diffPlaces(from.own, to.own, '', '');
+  const changes = diffPlaces(from.own, to.own, '');
   const regions = [...new Set([...from.regions.keys(), ...to.regions.keys()])].sort();
-  for (const region of regions) {
-    const before = from.regions.get(region) ?? NO_PLACES;
-    const after = to.regions.get(region) ?? NO_PLACES;
-    if (before === after) continue;
-    const topic = region.slice(0, ID_CHARS);
-    const member = region.slice(ID_CHARS);
-    changes.push(...diffPlaces(before, after, member, topic));
+  for (const member of regions) {
+    const before = from.regions.get(member) ?? NO_PLACES;
+    const after = to.regions.get(member) ?? NO_PLACES;
+    if (before !== after) changes.push(...diffPlaces(before, after, member));
   }
   return {
     changes,
@@ -232,20 +227,15 @@ export function diffStates(from: DiffState, to: DiffState): GraphDiff {
   };
 }
 
-function diffPlaces(
-  before: Map<string, Place>,
-  after: Map<string, Place>,
-  member: string,
-  memberTopic: string,
-): NodeChange[] {
+function diffPlaces(before: Map<string, Place>, after: Map<string, Place>, member: string): NodeChange[] {
   const changes: NodeChange[] = [];
   for (const [space, place] of after) {
     const old = before.get(space);
-    if (!old) changes.push({ type: 'added', space, member, memberTopic, place });
-    else if (!samePlace(old, place)) changes.push({ type: 'moved', space, member, memberTopic, place });
+    if (!old) changes.push({ type: 'added', space, member, place });
+    else if (!samePlace(old, place)) changes.push({ type: 'moved', space, member, place });
   }
   for (const space of before.keys()) {
-    if (!after.has(space)) changes.push({ type: 'removed', space, member, memberTopic });
+    if (!after.has(space)) changes.push({ type: 'removed', space, member });
   }
   return changes.sort((a, b) => (a.space < b.space ? -1 : 1));
 }
@@ -326,7 +316,7 @@ function shiftDistances(
 /** The map a change is about, copied before its first write (the input state stays as it was). */
 function placesFor(state: DiffState, change: NodeChange, copied: Set<string>): Map<string, Place> {
   if (change.member === '') return state.own;
-  const region = regionKey(change.memberTopic, change.member);
+  const region = change.member;
   if (!copied.has(region)) {
     copied.add(region);
     state.regions.set(region, new Map(state.regions.get(region)));
@@ -338,8 +328,7 @@ function placesFor(state: DiffState, change: NodeChange, copied: Set<string>): M
 function checkParent(state: DiffState, change: NodeChange): void {
   const parent = change.place?.parent;
   if (!parent) return;
-  const places =
-    change.member === '' ? state.own : state.regions.get(regionKey(change.memberTopic, change.member));
+  const places = change.member === '' ? state.own : state.regions.get(change.member);
   if (!places?.has(parent)) throw new DiffMismatchError(`${change.space}: parent ${parent} is missing`);
 }
 
@@ -363,14 +352,17 @@ export function buildTree(state: DiffState, interner = new TreeInterner()): Tree
     anchored.set(anchor, list);
   }
   const regionTrees = new Map<string, TreeNode>();
-  const regionTree = (region: string): TreeNode => {
-    let tree = regionTrees.get(region);
+  const regionTree = (attached: string): TreeNode => {
+    const topic = attached.slice(0, ID_CHARS);
+    const member = attached.slice(ID_CHARS);
+    let tree = regionTrees.get(member);
     if (!tree) {
-      const places = state.regions.get(region);
-      if (!places) throw new DiffMismatchError(`no subtree of ${region.slice(ID_CHARS)}`);
-      tree = buildPlaces(places, region.slice(ID_CHARS), childrenOf(places), () => [], interner);
-      regionTrees.set(region, tree);
+      const places = state.regions.get(member);
+      if (!places) throw new DiffMismatchError(`no subtree of ${member}`);
+      tree = buildPlaces(places, member, childrenOf(places), () => [], interner);
+      regionTrees.set(member, tree);
     }
+    if (tree.topic !== topic) throw new DiffMismatchError(`${member} attached through two topics`);
     return tree;
   };
   const attachedTo = (space: string) => (anchored.get(space) ?? []).map(regionTree);
