@@ -90,16 +90,22 @@ export class Encoder {
     if (this.config.ATLAS_EMIT_MODE === 'snapshot') return snapshot(graph, sequenceNumber);
     const state = this.describe(graph);
     const base = this.bases.get(graph.root_id);
-    // A base is kept only while it is the newest seen: an older emission read late (a re-read
-    // of pending entries) must not replace it.
-    if (state && (!base || base.sequenceNumber < sequenceNumber)) {
-      this.bases.set(graph.root_id, { sequenceNumber, state });
-    } else if (!state && base && base.sequenceNumber < sequenceNumber) {
-      this.bases.delete(graph.root_id);
+    const encoded =
+      state && base?.sequenceNumber === sequenceNumber - 1n
+        ? this.diff(graph, sequenceNumber, base.state, state)
+        : snapshot(graph, sequenceNumber);
+    // Kept only once encoded (an emission that fails to encode is dead-lettered: the next one
+    // then has no base), and only while it is the newest seen: an older emission read late (a
+    // re-read of pending entries) must not replace it.
+    if (!base || base.sequenceNumber < sequenceNumber) {
+      if (state) this.bases.set(graph.root_id, { sequenceNumber, state });
+      else this.bases.delete(graph.root_id);
     }
-    if (!state || !base || base.sequenceNumber !== sequenceNumber - 1n)
-      return snapshot(graph, sequenceNumber);
-    const diff = diffStates(base.state, state);
+    return encoded;
+  }
+
+  private diff(graph: GraphWire, sequenceNumber: bigint, from: DiffState, to: DiffState): Encoded {
+    const diff = diffStates(from, to);
     const every = BigInt(this.config.ATLAS_SNAPSHOT_EVERY_DIFFS);
     const withTree = this.config.ATLAS_EMIT_MODE === 'both' && sequenceNumber % every === 0n;
     const value = encodeCanonicalGraphDiff(graph, diff, { sequenceNumber, treeHash: graph.hash, withTree });
