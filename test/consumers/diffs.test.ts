@@ -1,7 +1,9 @@
 /**
  * Graph diffs end to end: the whole pipeline publishes in ATLAS_EMIT_MODE=both (a diff per
  * emission after a root's first, every third also carrying the whole tree) to the real broker,
- * and each example consumer (clients/consumers/*), run as its own process, follows the topic:
+ * and is killed (-9) and restarted halfway: serialize then holds no base, so each root's first
+ * emission after the restart must be a snapshot. Each example consumer (clients/consumers/*), run
+ * as its own process, follows the topic:
  * it starts from each root's first snapshot, applies every diff, checks each against its tree
  * hash and, where a diff carries the tree, against that tree (counted as verified), and must end
  * on the naive reference's final graph of every root with no anomaly.
@@ -62,6 +64,15 @@ async function consume(language: string, topic: string): Promise<Output> {
 const scenario = generateScenario({ seed: 5, events: 300, spaces: 20, topics: 3, tag: 'diffs' });
 const expected = expectationOf(scenario.roots, scenario.events);
 const total = scenario.roots.reduce((n, r) => n + expected.emissions[r]!, 0);
+const half = Math.floor(scenario.events.length / 2);
+const beforeRestart = expectationOf(scenario.roots, scenario.events.slice(0, half)).emissions;
+
+/** Per root, the message each emission must be: a snapshot first and first after the restart. */
+function expectedNames(root: string): string[] {
+  return Array.from({ length: expected.emissions[root]! }, (_, i) =>
+    i === 0 || i === beforeRestart[root] ? SNAPSHOT_MESSAGE : DIFF_MESSAGE,
+  );
+}
 const fx = useRedis('diffs');
 const topic = uniqueTopic('diffs');
 let lock: HeldLock | undefined;
@@ -78,7 +89,14 @@ beforeAll(async () => {
   });
   await kafkaInit(topic);
   await p.up();
-  await p.post(scenario.events, { mode: 'batch', batchSize: 50 });
+  await p.post(scenario.events.slice(0, half), { mode: 'batch', batchSize: 50 });
+  await waitForCount(
+    topic,
+    Object.values(beforeRestart).reduce((a, b) => a + b, 0),
+    120_000,
+  );
+  await p.restart('all');
+  await p.post(scenario.events.slice(half), { mode: 'batch', batchSize: 50 });
   await waitForCount(topic, total, 120_000);
   await p.stop();
 }, 1_200_000);
@@ -90,7 +108,7 @@ afterAll(async () => {
 }, 60_000);
 
 describe('the pipeline in ATLAS_EMIT_MODE=both', () => {
-  it('publishes each root a snapshot first, then one diff per emission, headers naming each', async () => {
+  it('publishes a snapshot at each root start and restart, else one diff per emission, headers naming each', async () => {
     const messages = await readTopic(topic);
     const byRoot = new Map<string, string[]>();
     for (const m of messages) {
@@ -99,8 +117,7 @@ describe('the pipeline in ATLAS_EMIT_MODE=both', () => {
     }
     for (const root of scenario.roots) {
       const names = byRoot.get(root)!;
-      expect(names.length).toBe(expected.emissions[root]);
-      expect(names).toEqual(names.map((_, i) => (i === 0 ? SNAPSHOT_MESSAGE : DIFF_MESSAGE)));
+      expect(names).toEqual(expectedNames(root));
     }
   }, 120_000);
 });
@@ -114,8 +131,13 @@ describe.each(LANGUAGES)('the %s consumer, following the diffs', (language) => {
       expect(graph).toEqual(expected.finals[root]);
       expect(sequence_number).toBe(expected.emissions[root]);
     }
-    const diffs = total - scenario.roots.length;
-    const verified = scenario.roots.reduce((n, r) => n + Math.floor(expected.emissions[r]! / EVERY), 0);
-    expect(out.counts).toEqual({ snapshots: scenario.roots.length, diffs, verified });
+    const names = scenario.roots.flatMap(expectedNames);
+    const snapshots = names.filter((n) => n === SNAPSHOT_MESSAGE).length;
+    // A diff carries the tree when its sequence_number is a multiple of EVERY.
+    const verified = scenario.roots.flatMap((r) =>
+      expectedNames(r).filter((n, i) => n === DIFF_MESSAGE && (i + 1) % EVERY === 0),
+    ).length;
+    expect(snapshots).toBeGreaterThan(scenario.roots.length);
+    expect(out.counts).toEqual({ snapshots, diffs: total - snapshots, verified });
   }, 120_000);
 });
