@@ -3,14 +3,21 @@
  * encoder on the expanded tree, in the same run. Plan targets for 100 / 1K / 10K nodes:
  * < 100 µs / < 1 ms / < 10 ms and < 10 KB / < 100 KB / < 1 MB.
  *
- *   node load/bench-serialize.ts
+ * `diff`: Kafka bytes per emission, CanonicalGraphDiff against CanonicalGraphUpdated, on a
+ * topic-heavy graph of the real graph domain where each event changes one edge (issue 10's
+ * target: a diff < 1 KB), and the time serialize spends per emission on each.
+ *
+ *   node load/bench-serialize.ts [encode] [diff] [spaces=10000] [events=300]
  */
 
 import { loadavg } from 'node:os';
 import { topology } from '../proto/gen/atlas.js';
 import { encodeCanonicalGraphUpdated } from '../stages/serialize/encode.ts';
+import { Encoder } from '../stages/serialize/index.ts';
+import type { TopologyEvent } from '../stages/topology/events.ts';
 import { type GraphWire, toWire } from '../stages/topology/graph-wire.ts';
 import { type EdgeKind, type EventMeta, TreeInterner, type TreeNode } from '../stages/topology/tree.ts';
+import { type GraphState, TopologyGraph } from '../stages/transitive/domain/topology-graph.ts';
 import { prng } from '../test/support/prng.ts';
 import { expandedMessage } from '../test/support/proto-reference.ts';
 
@@ -141,10 +148,130 @@ const cases: Case[] = [
   { name: 'topic-heavy 1M', graph: topicHeavyTree(1000), repeats: 15 },
 ];
 
+/**
+ * Topic-heavy, as bench-graph builds it: a random digraph (out-degree 3) the root reaches almost
+ * whole, 8 shared topics announced by 2 spaces each, topic edges to them from 10% of the spaces.
+ */
+function topicHeavyWorld(spaces: number, seed: number) {
+  const next = prng(seed);
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(next() * list.length)]!;
+  const ids = Array.from({ length: spaces }, (_, i) => id(0x10_0000 + i));
+  const shared = Array.from({ length: 8 }, (_, i) => id(0x20_0000 + i));
+  const state: GraphState = { topics: [], edges: [], topicEdges: [] };
+  const members = new Map<string, string>();
+  for (const topic of shared) for (let i = 0; i < 2; i++) members.set(pick(ids), topic);
+  for (const [i, s] of ids.entries()) state.topics.push([s, members.get(s) ?? id(0x30_0000 + i)]);
+  const edges = new Set<string>();
+  for (const [i, s] of ids.entries()) {
+    for (let k = 0; k < (i === 0 ? 8 : 3); k++) {
+      const t = pick(ids);
+      if (t !== s && !edges.has(s + t)) {
+        edges.add(s + t);
+        state.edges.push([s, t, 'verified']);
+      }
+    }
+    if (next() < 0.1) state.topicEdges.push([s, pick(shared)]);
+  }
+  /** One edge changed: a verified edge added or removed (half each), or a topic edge added. */
+  const event = (): TopologyEvent => {
+    const r = next();
+    if (r < 0.45 && state.edges.length > 0) {
+      const [s, t] = state.edges.splice(Math.floor(next() * state.edges.length), 1)[0]!;
+      edges.delete(s + t);
+      return {
+        event_type: 'space.trust_revoked',
+        source_space_id: s,
+        extension: { kind: 'verified', target_space_id: t },
+        meta: META,
+      };
+    }
+    if (r < 0.9) {
+      const [s, t] = [pick(ids), pick(ids)];
+      if (s === t || edges.has(s + t)) return event();
+      edges.add(s + t);
+      state.edges.push([s, t, 'verified']);
+      return {
+        event_type: 'space.trust_extended',
+        source_space_id: s,
+        extension: { kind: 'verified', target_space_id: t },
+        meta: META,
+      };
+    }
+    return {
+      event_type: 'space.trust_extended',
+      source_space_id: pick(ids),
+      extension: { kind: 'subtopic', target_topic_id: pick(shared) },
+      meta: META,
+    };
+  };
+  return { root: ids[0]!, state, event };
+}
+
+/** Kafka bytes and serialize time per emission: snapshot, diff, and diff carrying the tree. */
+function benchDiff(spaces: number, events: number): void {
+  const world = topicHeavyWorld(spaces, spaces);
+  const graph = TopologyGraph.fromState([world.root], world.state);
+  const wireOf = (): GraphWire => {
+    const c = graph.canonical(world.root);
+    return toWire({
+      root_id: world.root,
+      tree: c.tree,
+      canonical_space_ids: c.canonical_space_ids,
+      meta: META,
+    });
+  };
+  const encoder = new Encoder({ ATLAS_EMIT_MODE: 'diff', ATLAS_SNAPSHOT_EVERY_DIFFS: 1 }, (_r, err) => {
+    throw err;
+  });
+  let previous = wireOf();
+  let sequence = 1n;
+  encoder.encode(previous, sequence);
+  const size = { snapshot: [] as number[], diff: [] as number[], changes: [] as number[] };
+  const time = { snapshot: [] as number[], diff: [] as number[] };
+  for (let i = 0; i < events; i++) {
+    graph.apply(world.event());
+    const current = wireOf();
+    if (current.hash === previous.hash) continue;
+    previous = current;
+    sequence++;
+    let start = performance.now();
+    const snapshot = encodeCanonicalGraphUpdated(current, sequence);
+    time.snapshot.push(performance.now() - start);
+    start = performance.now();
+    const diff = encoder.encode(current, sequence);
+    time.diff.push(performance.now() - start);
+    if (diff.changes === undefined) throw new Error('a snapshot where a diff was expected');
+    size.snapshot.push(snapshot.length);
+    size.diff.push(diff.value.length);
+    size.changes.push(diff.changes);
+  }
+  const s = (xs: number[]) => percentiles([...xs]);
+  const bytes = ({ median, p99 }: Stats) => `${kb(median)} / ${kb(p99)}`;
+  const within = size.diff.filter((b) => b < 1000).length;
+  console.log(
+    `\nTopic-heavy, ${spaces} spaces, ${size.diff.length} emissions of ${events} one-edge events (median / p99):`,
+  );
+  console.log('| message | Kafka bytes | serialize time |');
+  console.log('|---|---|---|');
+  console.log(
+    `| CanonicalGraphUpdated (snapshot) | ${bytes(s(size.snapshot))} | ${both(s(time.snapshot))} |`,
+  );
+  console.log(`| CanonicalGraphDiff | ${bytes(s(size.diff))} | ${both(s(time.diff))} |`);
+  console.log(
+    `diff changes per emission (median / p99 / max): ${s(size.changes).median} / ${s(size.changes).p99} / ${Math.max(...size.changes)}; diffs < 1 KB: ${within} of ${size.diff.length}; largest diff ${kb(Math.max(...size.diff))}`,
+  );
+}
+
+const args = process.argv.slice(2);
+const parts = args.filter((a) => !/^\d+$/.test(a));
+const [spaces = 10_000, events = 300] = args.filter((a) => /^\d+$/.test(a)).map(Number);
 console.log(`node ${process.version}, ${new Date().toISOString()}, load average ${loadavg()[0]?.toFixed(1)}`);
-console.log('Per encoder: median / p99 wall time per call. Speed-up: generated median / ours.');
-console.log(
-  '| tree | expanded nodes | distinct nodes | size | ours | generated | generated from wire | speed-up (encode / from wire) |',
-);
-console.log('|---|---|---|---|---|---|---|---|');
-for (const c of cases) console.log(bench(c));
+if (parts.length === 0 || parts.includes('encode')) {
+  console.log('Per encoder: median / p99 wall time per call. Speed-up: generated median / ours.');
+  console.log(
+    '| tree | expanded nodes | distinct nodes | size | ours | generated | generated from wire | speed-up (encode / from wire) |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const c of cases) console.log(bench(c));
+}
+if (parts.length === 0 || parts.includes('diff')) benchDiff(spaces, events);

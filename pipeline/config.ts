@@ -179,6 +179,14 @@ export const settings = {
     z.string().default(''),
     'Stages `atlas up` runs as chains: comma-separated lists of stages joined by `+` (e.g. `validate+transitive+canonical+serialize`), passing entries in memory and committing once, without the streams between them; empty = every stage on its own, every stream kept',
   ],
+  ATLAS_EMIT_MODE: [
+    z.enum(['snapshot', 'diff', 'both']).default('snapshot'),
+    'What each emission publishes: `snapshot` (CanonicalGraphUpdated, the whole graph), `diff` (CanonicalGraphDiff; a snapshot only when serialize holds no base tree for the root), `both` (diffs, every ATLAS_SNAPSHOT_EVERY_DIFFS-th carrying the whole tree too)',
+  ],
+  ATLAS_SNAPSHOT_EVERY_DIFFS: [
+    int(100, 1),
+    'In ATLAS_EMIT_MODE=both: a diff whose sequence_number is a multiple of this also carries the whole tree, so a consumer can start there',
+  ],
   KAFKA_BROKER: [z.string().default(''), 'Kafka bootstrap broker(s); empty = the Redis stream sink'],
   KAFKA_TOPIC_CANONICAL: [z.string().default('topology.canonical'), 'Kafka topic of CanonicalGraphUpdated'],
   KAFKA_TLS: [flag, 'Connect to Kafka over TLS (`true` for an `SSL` or `SASL_SSL` listener)'],

@@ -16,6 +16,11 @@ import {
   type CanonicalGraphUpdatedView,
   decodeCanonicalGraphUpdated,
 } from '../../stages/serialize/decode.ts';
+import {
+  type CanonicalGraphDiffView,
+  DIFF_MESSAGE,
+  decodeCanonicalGraphDiff,
+} from '../../stages/serialize/diff-codec.ts';
 import { toWire } from '../../stages/topology/graph-wire.ts';
 import { fromJsonTree } from '../../stages/topology/tree.ts';
 
@@ -65,10 +70,28 @@ export function describeUpdate(view: CanonicalGraphUpdatedView): string {
   return textView(wire, Number(view.sequence_number));
 }
 
-function print(bytes: Uint8Array, root: string | undefined): void {
+/** `message` is the message-name header (Kafka) or field (Redis sink); a snapshot when absent. */
+function print(bytes: Uint8Array, root: string | undefined, message: string | undefined): void {
+  if (message === DIFF_MESSAGE) {
+    const diff = decodeCanonicalGraphDiff(bytes);
+    if (root && diff.rootId !== root) return;
+    process.stdout.write(`${describeDiff(diff)}\n\n`);
+    return;
+  }
   const view = decodeCanonicalGraphUpdated(bytes);
   if (root && view.root_id !== root) return;
   process.stdout.write(`${describeUpdate(view)}\n\n`);
+}
+
+/** One line per diff, then the tree it carries, if any. */
+export function describeDiff(view: CanonicalGraphDiffView): string {
+  const count = (type: string) => view.diff.changes.filter((c) => c.type === type).length;
+  const line =
+    `root ${view.rootId} diff #${view.sequenceNumber} on #${view.baseSequenceNumber}: ` +
+    `${count('added')} added, ${count('removed')} removed, ${count('moved')} moved, ` +
+    `attachments +${view.diff.attachmentsAdded.length} -${view.diff.attachmentsRemoved.length}, ` +
+    `tree hash ${view.treeHash}, block ${view.meta.block_number}`;
+  return view.snapshot ? `${line}\n${describeUpdate(view.snapshot)}` : line;
 }
 
 export async function tail(config: Config, opts: TailOptions): Promise<void> {
@@ -103,7 +126,7 @@ async function tailKafka(config: Config, opts: TailOptions): Promise<void> {
     });
     void consumer.run({
       eachMessage: async ({ message }) => {
-        if (message.value) print(message.value, opts.root);
+        if (message.value) print(message.value, opts.root, message.headers?.['message-name']?.toString());
       },
     });
     process.once('SIGINT', () => resolve());
@@ -126,7 +149,9 @@ async function tailRedis(config: Config, opts: TailOptions): Promise<void> {
         | [Buffer, [Buffer, Buffer[]][]][]
         | null;
       const entries = parseEntries(reply?.[0]?.[1] ?? null);
-      for (const e of entries) print(e.bytes('value'), opts.root);
+      for (const e of entries) {
+        print(e.bytes('value'), opts.root, e.has('message-name') ? e.text('message-name') : undefined);
+      }
       if (entries.length > 0) from = entries[entries.length - 1]!.id;
       else if (opts.exit) break;
     }

@@ -16,7 +16,7 @@ import { createLogger } from '../../pipeline/log.ts';
 import { canonicalStore, continueAfter } from '../../stages/canonical/store.ts';
 import { openSink } from '../../stages/emit/index.ts';
 import { sequencesOf, type Tail } from '../../stages/emit/sink.ts';
-import { decodeCanonicalGraphUpdated } from '../../stages/serialize/decode.ts';
+import { decodeEnvelope } from '../../stages/serialize/diff-codec.ts';
 
 export interface RootTail {
   root: string;
@@ -79,7 +79,8 @@ export async function recover(config: Config, redis: Redis, keys: Keys): Promise
 }
 
 function describeTail(root: string, tail: Tail): RootTail {
-  const meta = tail.value ? decodeCanonicalGraphUpdated(tail.value).meta : null;
+  // A snapshot or a diff: both carry the meta in the same field.
+  const meta = tail.value ? decodeEnvelope(tail.value).meta : null;
   return {
     root,
     sequence_number: tail.seq.toString(),

@@ -47,6 +47,8 @@ export const createEmit: StageFactory = (ctx) => {
           rootId: e.text('root'),
           sequenceNumber: BigInt(e.text('sequence_number')),
           value: e.bytes('value'),
+          // Entries serialized before diffs existed have no message field: they are snapshots.
+          ...(e.has('message') ? { messageName: e.text('message') } : {}),
           traceparent: e.text('traceparent'),
           ...(generation ? { generation: generation.id } : {}),
         },

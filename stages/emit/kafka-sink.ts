@@ -292,6 +292,7 @@ function toKafkaMessage(m: OutMessage) {
     value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
     headers: {
       ...HEADERS,
+      ...(m.messageName ? { 'message-name': m.messageName } : {}),
       [SEQUENCE_HEADER]: m.sequenceNumber.toString(),
       traceparent: traceparentOf(m.traceparent),
       ...(m.generation ? { [GENERATION_HEADER]: m.generation } : {}),

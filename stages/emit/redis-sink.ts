@@ -15,6 +15,7 @@ import {
   recordTail,
   rootsOf,
   type Sink,
+  SNAPSHOT_MESSAGE_NAME,
   type Tail,
   traceparentOf,
   unpublished,
@@ -98,6 +99,8 @@ export class RedisSink implements Sink {
       const fields = ['root', m.rootId, 'seq', m.sequenceNumber.toString(), 'value', value];
       fields.push('traceparent', traceparentOf(m.traceparent));
       if (m.generation) fields.push(GENERATION_HEADER, m.generation);
+      if (m.messageName && m.messageName !== SNAPSHOT_MESSAGE_NAME)
+        fields.push('message-name', m.messageName);
       args.push(fields.length, ...fields);
     }
     try {

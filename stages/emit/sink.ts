@@ -5,8 +5,10 @@ export interface OutMessage {
   /** 32 lowercase hex chars. */
   rootId: string;
   sequenceNumber: bigint;
-  /** The encoded CanonicalGraphUpdated. */
+  /** The encoded message: a CanonicalGraphUpdated unless messageName says otherwise. */
   value: Uint8Array;
+  /** The protobuf message name of `value` (Kafka header `message-name`); CanonicalGraphUpdated when absent. */
+  messageName?: string;
   /** W3C trace context of the event that caused the message; a new trace is started when missing. */
   traceparent?: string;
   /** The pipeline generation that produced it (see pipeline/generation.ts). */
@@ -21,6 +23,9 @@ export interface Tail {
   /** Its encoded CanonicalGraphUpdated. */
   value: Uint8Array | null;
 }
+
+/** The message every entry held before diffs existed, and the default. */
+export const SNAPSHOT_MESSAGE_NAME = 'topology.CanonicalGraphUpdated';
 
 /** Header (Kafka) / field (Redis sink) naming the pipeline generation that published a message. */
 export const GENERATION_HEADER = 'atlas-generation';

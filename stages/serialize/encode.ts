@@ -81,6 +81,33 @@ export function encodeCanonicalGraphUpdated(graph: GraphWire, sequenceNumber: nu
   return out;
 }
 
+/**
+ * Fields 1, 4 and 5 of CanonicalGraphUpdated (root_id, sequence_number, meta), which
+ * CanonicalGraphDiff shares: the start of a diff that carries no tree.
+ */
+export function encodeGraphEnvelope(
+  rootId: string,
+  sequenceNumber: number | bigint,
+  eventMeta: EventMeta,
+): Uint8Array {
+  checkId(rootId, ID_BYTES, 'root_id');
+  const sequence = toU64(sequenceNumber, 'sequence_number');
+  const meta = metaFields(eventMeta);
+  const metaSize = metaFieldsSize(meta);
+  const total = ID_FIELD + (sequence === 0n ? 0 : 1 + varint64Size(sequence)) + delimitedSize(metaSize);
+  const out = Buffer.allocUnsafeSlow(total);
+  let pos = writeId(out, 0, GRAPH_ROOT_ID, rootId);
+  if (sequence !== 0n) {
+    out[pos++] = GRAPH_SEQUENCE_NUMBER;
+    pos = writeVarint64(out, pos, sequence);
+  }
+  out[pos++] = GRAPH_META;
+  pos = writeVarint(out, pos, metaSize);
+  pos = writeMeta(out, pos, meta);
+  if (pos !== total) throw new Error(`encoder wrote ${pos} bytes of ${total}`);
+  return out;
+}
+
 /** Working arrays of one encoding, indexed by distinct node; longer than the table when reused. */
 interface Scratch {
   edgeTypes: Uint8Array;

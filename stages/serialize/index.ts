@@ -1,41 +1,129 @@
 /**
- * Stage `serialize`: stateless (run replicas freely). Encodes each emission as the protobuf
- * `CanonicalGraphUpdated`; the bytes go in field `value` (claim-checked when large) with a
- * readable `summary` beside them for redis-cli.
+ * Stage `serialize`: encodes each emission as the protobuf `CanonicalGraphUpdated` (a snapshot)
+ * or, with ATLAS_EMIT_MODE=diff|both, as `CanonicalGraphDiff` against the root's previous
+ * emission. The bytes go in field `value` (claim-checked when large), the message name in
+ * `message` (emit's Kafka header), with a readable `summary` beside them for redis-cli.
+ *
+ * A diff needs the tree of the root's previous emission: each instance keeps, in memory, the
+ * last tree it encoded per root (`Bases`). It writes a diff only when that tree is the one of
+ * `sequence_number - 1`; otherwise (the root's first emission, a restart, a replica that did not
+ * see the previous one) it writes a snapshot, never a diff against a guessed base. So replicas
+ * stay safe to run, they only send more snapshots.
  */
+import type { Config } from '../../pipeline/config.ts';
 import { streams } from '../../pipeline/keys.ts';
 import type { StageFactory } from '../../pipeline/stage.ts';
 import type { GraphWire } from '../topology/graph-wire.ts';
+import { DIFF_MESSAGE, encodeCanonicalGraphDiff, SNAPSHOT_MESSAGE } from './diff-codec.ts';
 import { encodeCanonicalGraphUpdated } from './encode.ts';
+import { type DiffState, diffStates, indexGraph, NotDiffableError } from './graph-diff.ts';
 
-export const createSerialize: StageFactory = () => ({
-  name: 'serialize',
-  input: streams.canonical,
-  output: streams.serialized,
-  marker: ['root', 'sequence_number', 'received_at'],
-  handle(entries, step) {
-    for (const entry of entries) {
-      const graph = entry.json<GraphWire>('graph');
-      const sequenceNumber = entry.text('sequence_number');
-      const value = encodeCanonicalGraphUpdated(graph, BigInt(sequenceNumber));
-      const summary = {
-        root: graph.root_id,
-        sequence_number: Number(sequenceNumber),
-        block_number: graph.meta.block_number,
-        canonical_spaces: graph.canonical_space_ids.length,
-        expanded_nodes: graph.expanded_nodes,
-        distinct_nodes: graph.nodes.length,
-        bytes: value.length,
-      };
-      step.send({
-        root: graph.root_id,
-        sequence_number: sequenceNumber,
-        summary: JSON.stringify(summary),
-        value: Buffer.from(value.buffer, value.byteOffset, value.length),
-        received_at: entry.text('received_at'),
-        traceparent: entry.text('traceparent'),
-      });
-      step.ack(entry);
+export const createSerialize: StageFactory = ({ config, log }) => {
+  const encoder = new Encoder(config, (root, err) =>
+    log.warn({ root, err: err.message }, 'serialize: a tree a diff cannot describe, sent as a snapshot'),
+  );
+  return {
+    name: 'serialize',
+    input: streams.canonical,
+    output: streams.serialized,
+    marker: ['root', 'sequence_number', 'received_at'],
+    handle(entries, step) {
+      for (const entry of entries) {
+        const graph = entry.json<GraphWire>('graph');
+        const sequenceNumber = entry.text('sequence_number');
+        const encoded = encoder.encode(graph, BigInt(sequenceNumber));
+        const summary = {
+          root: graph.root_id,
+          sequence_number: Number(sequenceNumber),
+          message: encoded.message,
+          ...(encoded.changes === undefined ? {} : { changes: encoded.changes }),
+          ...(encoded.withTree ? { with_tree: true } : {}),
+          block_number: graph.meta.block_number,
+          canonical_spaces: graph.canonical_space_ids.length,
+          expanded_nodes: graph.expanded_nodes,
+          distinct_nodes: graph.nodes.length,
+          bytes: encoded.value.length,
+        };
+        step.send({
+          root: graph.root_id,
+          sequence_number: sequenceNumber,
+          message: encoded.message,
+          summary: JSON.stringify(summary),
+          value: Buffer.from(encoded.value.buffer, encoded.value.byteOffset, encoded.value.length),
+          received_at: entry.text('received_at'),
+          traceparent: entry.text('traceparent'),
+        });
+        step.ack(entry);
+      }
+    },
+  };
+};
+
+interface Encoded {
+  message: typeof SNAPSHOT_MESSAGE | typeof DIFF_MESSAGE;
+  value: Uint8Array;
+  /** Node and attachment changes, for a diff. */
+  changes?: number;
+  withTree?: boolean;
+}
+
+/** The last tree encoded per root in this process, with its sequence number. */
+interface Base {
+  sequenceNumber: bigint;
+  state: DiffState;
+}
+
+export class Encoder {
+  private readonly bases = new Map<string, Base>();
+  private readonly config: Pick<Config, 'ATLAS_EMIT_MODE' | 'ATLAS_SNAPSHOT_EVERY_DIFFS'>;
+  private readonly refused: (root: string, err: NotDiffableError) => void;
+
+  constructor(
+    config: Pick<Config, 'ATLAS_EMIT_MODE' | 'ATLAS_SNAPSHOT_EVERY_DIFFS'>,
+    refused: (root: string, err: NotDiffableError) => void = () => undefined,
+  ) {
+    this.config = config;
+    this.refused = refused;
+  }
+
+  encode(graph: GraphWire, sequenceNumber: bigint): Encoded {
+    if (this.config.ATLAS_EMIT_MODE === 'snapshot') return snapshot(graph, sequenceNumber);
+    const state = this.describe(graph);
+    const base = this.bases.get(graph.root_id);
+    const encoded =
+      state && base?.sequenceNumber === sequenceNumber - 1n
+        ? this.diff(graph, sequenceNumber, base.state, state)
+        : snapshot(graph, sequenceNumber);
+    // Kept only once encoded (an emission that fails to encode is dead-lettered: the next one
+    // then has no base), and only while it is the newest seen: an older emission read late (a
+    // re-read of pending entries) must not replace it.
+    if (!base || base.sequenceNumber < sequenceNumber) {
+      if (state) this.bases.set(graph.root_id, { sequenceNumber, state });
+      else this.bases.delete(graph.root_id);
     }
-  },
-});
+    return encoded;
+  }
+
+  private diff(graph: GraphWire, sequenceNumber: bigint, from: DiffState, to: DiffState): Encoded {
+    const diff = diffStates(from, to);
+    const every = BigInt(this.config.ATLAS_SNAPSHOT_EVERY_DIFFS);
+    const withTree = this.config.ATLAS_EMIT_MODE === 'both' && sequenceNumber % every === 0n;
+    const value = encodeCanonicalGraphDiff(graph, diff, { sequenceNumber, treeHash: graph.hash, withTree });
+    const changes = diff.changes.length + diff.attachmentsAdded.length + diff.attachmentsRemoved.length;
+    return { message: DIFF_MESSAGE, value, changes, withTree };
+  }
+
+  private describe(graph: GraphWire): DiffState | null {
+    try {
+      return indexGraph(graph);
+    } catch (err) {
+      if (!(err instanceof NotDiffableError)) throw err;
+      this.refused(graph.root_id, err);
+      return null;
+    }
+  }
+}
+
+function snapshot(graph: GraphWire, sequenceNumber: bigint): Encoded {
+  return { message: SNAPSHOT_MESSAGE, value: encodeCanonicalGraphUpdated(graph, sequenceNumber) };
+}

@@ -1,16 +1,19 @@
 // Command atlas-consumer consumes topology.canonical: it keeps the latest canonical graph per
-// root and reports gaps and repeats in each root's sequence_number on stderr.
+// root from snapshots (CanonicalGraphUpdated) and diffs (CanonicalGraphDiff, told apart by the
+// message-name header), checks each applied diff against its tree hash and the tree it carries,
+// and reports gaps, repeats, diffs without a base and mismatches on stderr.
 //
 //	atlas-consumer --broker 127.0.0.1:9092 [--topic topology.canonical] [--until-end]
 //
 // It reads from the beginning every time (the topic is compacted: it holds every root's latest
 // graph) and joins no consumer group. --until-end stops at the last stable offsets seen at start
-// and prints {latest, anomalies} as JSON; without it, it follows the topic and prints each
+// and prints {latest, anomalies, counts} as JSON; without it, it follows the topic and prints each
 // applied update as a JSON line.
 package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -93,20 +96,47 @@ func run(ctx context.Context, brokers []string, topic string, untilEnd bool) err
 			if record.Attrs.IsControl() || record.Value == nil {
 				continue
 			}
-			// Not a CanonicalGraphUpdated: stop here rather than keep a graph that may be stale.
-			graph, err := decode(record.Value)
+			// Not a message of the contract: stop here rather than keep a graph that may be stale.
+			printed, applied, err := apply(graphs, record)
 			if err != nil {
 				return fmt.Errorf("partition %d offset %d: %w", record.Partition, record.Offset, err)
 			}
-			if graphs.Apply(graph) && !untilEnd {
-				if err := out.Encode(graph); err != nil {
+			if applied && !untilEnd {
+				if err := out.Encode(printed); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	return out.Encode(map[string]any{"latest": graphs.Latest, "anomalies": anomalies})
+	latest, err := graphs.Latest()
+	if err != nil {
+		return err
+	}
+	return out.Encode(map[string]any{"latest": latest, "anomalies": anomalies, "counts": graphs.Counts})
 }
+
+// apply decodes one record by its message-name header and applies it; it returns what to print.
+func apply(graphs *LatestGraphs, record *kgo.Record) (any, bool, error) {
+	for _, h := range record.Headers {
+		if h.Key != "message-name" || string(h.Value) != diffMessage {
+			continue
+		}
+		var diff topologypb.CanonicalGraphDiff
+		if err := unmarshal.Unmarshal(record.Value, &diff); err != nil {
+			return nil, false, err
+		}
+		applied, err := graphs.ApplyDiff(&diff)
+		printed := map[string]any{"root_id": hex.EncodeToString(diff.RootId), "sequence_number": diff.SequenceNumber}
+		return printed, applied, err
+	}
+	graph, err := decode(record.Value)
+	if err != nil {
+		return nil, false, err
+	}
+	return graph, graphs.Apply(graph), nil
+}
+
+const diffMessage = "topology.CanonicalGraphDiff"
 
 func decode(value []byte) (*Graph, error) {
 	var update topologypb.CanonicalGraphUpdated

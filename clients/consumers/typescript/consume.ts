@@ -1,20 +1,25 @@
 /**
- * A consumer of `topology.canonical`: keeps the latest canonical graph per root and reports
- * gaps and repeats in each root's sequence_number on stderr.
+ * A consumer of `topology.canonical`: keeps the latest canonical graph per root from snapshots
+ * (CanonicalGraphUpdated) and diffs (CanonicalGraphDiff, told apart by the `message-name`
+ * header), checks each applied diff against its tree hash and against the tree it carries, and
+ * reports gaps, repeats, diffs without a base and mismatches on stderr.
  *
  *   node clients/consumers/typescript/consume.ts --broker 127.0.0.1:9092 [--topic topology.canonical] [--until-end]
  *
  * It reads from the beginning every time (the topic is compacted: it holds every root's latest
  * graph), with a consumer group of its own that commits nothing. --until-end stops at the end
- * offsets seen at start and prints {latest, anomalies} as JSON; without it, it follows the topic
- * and prints each applied update as a JSON line.
+ * offsets seen at start and prints {latest, anomalies, counts} as JSON; without it, it follows
+ * the topic and prints each applied update as a JSON line (a diff: root, sequence and changes).
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import kafkajs from 'kafkajs';
 import { prepareKafkajs } from '../../../stages/emit/kafkajs-node24.ts';
 import { decodeCanonicalGraphUpdated } from '../../../stages/serialize/decode.ts';
-import { type Anomaly, type Graph, graphOf, LatestGraphs } from './latest-graphs.ts';
+import { decodeCanonicalGraphDiff } from '../../../stages/serialize/diff-codec.ts';
+import { type Anomaly, graphOf, LatestGraphs } from './latest-graphs.ts';
+
+const DIFF_MESSAGE = 'topology.CanonicalGraphDiff';
 
 const { values: args } = parseArgs({
   options: {
@@ -72,15 +77,24 @@ await consumer.run({
     for (const message of batch.messages) {
       // A tombstone (no value) is not an update; the pipeline writes none, an operator might.
       if (!message.value) continue;
-      let graph: Graph;
+      const name = message.headers?.['message-name']?.toString();
+      let print: unknown;
       try {
-        graph = graphOf(decodeCanonicalGraphUpdated(message.value));
+        if (name === DIFF_MESSAGE) {
+          const diff = decodeCanonicalGraphDiff(message.value);
+          const changes = diff.diff.changes.length;
+          if (graphs.applyDiff(diff))
+            print = { root_id: diff.rootId, sequence_number: Number(diff.sequenceNumber), changes };
+        } else {
+          const graph = graphOf(decodeCanonicalGraphUpdated(message.value));
+          if (graphs.apply(graph)) print = graph;
+        }
       } catch (err) {
-        // Not a CanonicalGraphUpdated: stop here rather than keep a graph that may be stale.
+        // Not a message of the contract: stop here rather than keep a graph that may be stale.
         console.error(`partition ${batch.partition} offset ${message.offset}: ${(err as Error).message}`);
         process.exit(1);
       }
-      if (graphs.apply(graph) && !pending) console.log(JSON.stringify(graph));
+      if (print && !pending) console.log(JSON.stringify(print));
     }
     if (!pending) return;
     // lastOffset() counts the transaction markers too, which are never delivered as messages.
@@ -93,7 +107,9 @@ await consumer.run({
 if (pending) {
   await finished;
   await consumer.disconnect();
-  console.log(JSON.stringify({ latest: Object.fromEntries(graphs.latest), anomalies }));
+  console.log(
+    JSON.stringify({ latest: Object.fromEntries(graphs.latest), anomalies, counts: graphs.counts }),
+  );
 } else {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void consumer.disconnect());
 }
