@@ -76,7 +76,7 @@ export async function describeStreams(redis: Redis, keys: Keys): Promise<StreamV
  * The prefixes that have streams in this Redis (from their `{prefix}:` hash tag), for an operator
  * pointed at an empty prefix: the pipeline they mean is probably one of these.
  */
-export async function knownPrefixes(redis: Redis, limit = 20): Promise<string[]> {
+export async function knownPrefixes(redis: Redis): Promise<string[]> {
   const found = new Set<string>();
   let cursor = '0';
   do {
@@ -92,7 +92,7 @@ export async function knownPrefixes(redis: Redis, limit = 20): Promise<string[]>
     )) as [string, string[]];
     for (const key of batch) found.add(key.slice(1, key.indexOf('}')));
     cursor = next;
-  } while (cursor !== '0' && found.size < limit);
+  } while (cursor !== '0');
   return [...found].sort();
 }
 
