@@ -2,6 +2,7 @@
  * `atlas dlq …`: the dead-letter stream. Every argument is checked before Redis is touched;
  * bulk actions (--all) say what they would do and need --yes; redrive keeps the history.
  */
+import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import {
   actOnMatching,
@@ -16,7 +17,7 @@ import {
 } from '../../pipeline/dlq.ts';
 import { deadLetterReasons, deadLetterStages } from '../../stages/index.ts';
 import { NotFoundError, RefusedError, UsageError } from './errors.ts';
-import { printJson, table } from './output.ts';
+import { colourWanted, printJson, table } from './output.ts';
 import { checkIds, oneOf, positiveInt, withRedis } from './session.ts';
 
 interface FilterOptions {
@@ -169,9 +170,22 @@ async function all(action: 'redrive' | 'purge', opts: BulkOptions): Promise<void
     }
     if (!opts.yes)
       throw new RefusedError(`--all would ${what}; add --yes to do it (or --dry-run to list them)`);
-    const { done } = await actOnMatching(redis, k, action, { ...filter, upTo });
+    const bar = progressBar(action, total);
+    const { done } = await actOnMatching(redis, k, action, { ...filter, upTo }, (n) => bar?.update(n));
+    bar?.stop();
     console.log(`${action === 'redrive' ? 'redriven' : 'purged'}: ${done}`);
   });
+}
+
+/** A progress bar on stderr, on a terminal only: a pipe or a log gets the final count alone. */
+function progressBar(action: string, total: number): SingleBar | undefined {
+  if (!colourWanted(process.stderr) || total < 2) return undefined;
+  const bar = new SingleBar(
+    { format: `${action} [{bar}] {value}/{total}`, stream: process.stderr, clearOnComplete: true },
+    Presets.shades_classic,
+  );
+  bar.start(total, 0);
+  return bar;
 }
 
 /** Names the ids that were not in the DLQ: an operator's typo must not pass as success. */

@@ -15,7 +15,7 @@ import {
 } from '../../pipeline/inspect.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import { isPaused } from '../../pipeline/pause.ts';
-import { stageNames } from '../../stages/index.ts';
+import { workerStages } from '../../stages/index.ts';
 import { RefusedError } from './errors.ts';
 import { deleteTopic, topicExists } from './kafka.ts';
 import { ageOf, printJson, table } from './output.ts';
@@ -30,8 +30,12 @@ export interface StageView {
   problems: string[];
 }
 
-/** Every stage of the pipeline in order (then any other stage that ran on the prefix). */
+/**
+ * Every stream worker of the pipeline in order (then any other stage that ran on the prefix). The
+ * door is not among them: it keeps no heartbeat, and its /ready is the pipeline's health above.
+ */
 async function describeStages(redis: Redis, k: Keys, beats: Beat[]): Promise<StageView[]> {
+  const stageNames = Object.keys(workerStages);
   const others = [...new Set(beats.map((b) => b.stage))].filter((s) => !stageNames.includes(s)).sort();
   const views: StageView[] = [];
   for (const stage of [...stageNames, ...others]) {
@@ -150,7 +154,7 @@ export function register(program: Command): void {
 
 function noStreams(prefix: string, others: string[]): string {
   if (others.length === 0)
-    return `no streams under prefix ${prefix} (nothing has run against this Redis yet)`;
+    return `no streams under prefix ${prefix}, nor under any other prefix in this Redis`;
   const hint = others.length === 1 ? ` (use --prefix ${others[0]})` : ' (use --prefix <one of them>)';
   return `no streams under prefix ${prefix}; found prefixes: ${others.join(', ')}${hint}`;
 }

@@ -59,7 +59,6 @@ describe('atlas streams', () => {
     const stageRows = lines.slice(lines.findIndex((l) => l.startsWith('stage'))).filter(Boolean);
     expect(stageRows[0]).toMatch(/^stage\s+state\s+lease holder\s+instances\s+problems$/);
     expect(stageRows.slice(1).map((r) => r.split(/\s+/).slice(0, 2))).toEqual([
-      ['ingest', 'none'],
       ['validate', 'active'],
       ['transitive', 'active'],
       ['canonical', 'none'],
