@@ -46,7 +46,13 @@ export interface DlqFilter {
 }
 
 /** The reasons the runtime itself dead-letters for; stages add their own (stages/index.ts). */
-export const pipelineReasons = ['handler_error', 'max_deliveries', 'blob_missing', 'blob_corrupt'] as const;
+export const pipelineReasons = [
+  'handler_error',
+  'max_deliveries',
+  'bad_sequence',
+  'blob_missing',
+  'blob_corrupt',
+] as const;
 
 const HISTORY = 'redrive.';
 
