@@ -15,7 +15,7 @@ import {
   redrive,
   showDeadLetter,
 } from '../../pipeline/dlq.ts';
-import { deadLetterReasons, deadLetterStages } from '../../stages/index.ts';
+import { deadLetterReasons, deadLetterStages } from '../../stages/names.ts';
 import { NotFoundError, RefusedError, UsageError } from './errors.ts';
 import { colourWanted, printJson, table } from './output.ts';
 import { checkIds, oneOf, positiveInt, withRedis } from './session.ts';

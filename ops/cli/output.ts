@@ -9,10 +9,6 @@ export function colourWanted(stream: NodeJS.WriteStream = process.stdout): boole
   return stream.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
 }
 
-export function bold(text: string): string {
-  return colourWanted() ? `\u001b[1m${text}\u001b[22m` : text;
-}
-
 /** A table with a header row; plain borders-less output when not on a terminal. */
 export function table(head: string[], rows: Array<Array<string | number>>): string {
   const boxed = colourWanted();

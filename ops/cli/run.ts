@@ -1,18 +1,14 @@
 /**
  * Running and steering the stages: `up`, `run`, `replay`, `recover`, and `canonical show` (what
- * the pipeline emitted last for a root).
+ * the pipeline emitted last for a root). Each loads its code when run: the stages, protobuf and
+ * kafkajs would otherwise make every command start slowly.
  */
 import type { Command } from 'commander';
 import { loadConfig } from '../../pipeline/config.ts';
-import { replay, replayRefusal } from '../../pipeline/inspect.ts';
 import { createLogger } from '../../pipeline/log.ts';
-import { jsonView, textView } from '../../stages/canonical/show.ts';
-import { canonicalStore, readCurrent } from '../../stages/canonical/store.ts';
-import { stageNames } from '../../stages/index.ts';
+import { stageNames } from '../../stages/names.ts';
 import { normalizeHex } from '../../stages/topology/ids.ts';
 import { NotFoundError, UsageError } from './errors.ts';
-import { runStages } from './process.ts';
-import { describeRecovery, recover } from './recover.ts';
 import { withRedis } from './session.ts';
 
 export function register(program: Command): void {
@@ -21,6 +17,7 @@ export function register(program: Command): void {
     .description('run every stage in this process (the embedded default)')
     .action(async () => {
       const config = loadConfig();
+      const { runStages } = await import('./process.ts');
       await runStages(stageNames, config, createLogger(config.LOG_LEVEL));
     });
 
@@ -32,6 +29,7 @@ export function register(program: Command): void {
     .argument('<stage...>')
     .action(async (names: string[]) => {
       const config = loadConfig();
+      const { runStages } = await import('./process.ts');
       await runStages(names, config, createLogger(config.LOG_LEVEL));
     });
 
@@ -53,6 +51,7 @@ export function register(program: Command): void {
           log: createLogger('silent'),
           lease: () => undefined,
         });
+        const { replay, replayRefusal } = await import('../../pipeline/inspect.ts');
         const refused = await replayRefusal(redis, k.stream(s.input), opts.from);
         if (refused) throw new UsageError(refused);
         await replay(redis, k.stream(s.input), s.name, opts.from);
@@ -70,6 +69,8 @@ export function register(program: Command): void {
     .action(async (rootArg: string, opts: { json?: boolean }) => {
       const root = normalizeHex(rootArg, 16);
       if (!root) throw new UsageError(`not a space id: ${rootArg}`);
+      const { canonicalStore, readCurrent } = await import('../../stages/canonical/store.ts');
+      const { jsonView, textView } = await import('../../stages/canonical/show.ts');
       const current = await withRedis((redis, k) => readCurrent(redis, canonicalStore(k), root));
       if (!current) throw new NotFoundError(`no canonical graph emitted for root ${root} yet`);
       const { graph, emitted } = current;
@@ -86,6 +87,7 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
       const config = loadConfig();
+      const { describeRecovery, recover } = await import('./recover.ts');
       const done = await withRedis((redis, k) => recover(config, redis, k));
       console.log(opts.json ? JSON.stringify(done, null, 2) : describeRecovery(done));
     });

@@ -15,9 +15,8 @@ import {
 } from '../../pipeline/inspect.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import { isPaused } from '../../pipeline/pause.ts';
-import { workerStages } from '../../stages/index.ts';
+import { workerStageNames } from '../../stages/names.ts';
 import { RefusedError } from './errors.ts';
-import { deleteTopic, topicExists } from './kafka.ts';
 import { ageOf, printJson, table } from './output.ts';
 import { withRedis } from './session.ts';
 
@@ -35,7 +34,7 @@ export interface StageView {
  * door is not among them: it keeps no heartbeat, and its /ready is the pipeline's health above.
  */
 async function describeStages(redis: Redis, k: Keys, beats: Beat[]): Promise<StageView[]> {
-  const stageNames = Object.keys(workerStages);
+  const stageNames: string[] = [...workerStageNames];
   const others = [...new Set(beats.map((b) => b.stage))].filter((s) => !stageNames.includes(s)).sort();
   const views: StageView[] = [];
   for (const stage of [...stageNames, ...others]) {
@@ -134,7 +133,8 @@ export function register(program: Command): void {
         config,
       }));
       const topic = opts.topic && config.KAFKA_BROKER ? config.KAFKA_TOPIC_CANONICAL : undefined;
-      const topicThere = topic ? await topicExists(config) : false;
+      const output = topic ? await import('./kafka-output.ts') : undefined;
+      const topicThere = output ? await output.topicExists(config) : false;
       const what = `${found.length} key${found.length === 1 ? '' : 's'} of prefix ${prefix}${topicThere ? ` and Kafka topic ${topic}` : ''}`;
       if (opts.dryRun) {
         for (const key of found) console.log(key);
@@ -144,7 +144,7 @@ export function register(program: Command): void {
       if (!opts.yes)
         throw new RefusedError(`would remove ${what}; add --yes to do it (or --dry-run to list)`);
       const deleted = await withRedis((redis, k) => deletePipelineKeys(redis, k));
-      if (topicThere) await deleteTopic(config);
+      if (topicThere) await output?.deleteTopic(config);
       console.log(
         `removed ${deleted} keys of prefix ${prefix}${topicThere ? ` and Kafka topic ${topic}` : ''}`,
       );

@@ -2,9 +2,22 @@
  * The CLI's conventions that need no pipeline: --version, `atlas config` (effective values, where
  * each comes from, secrets masked, exit 2 naming a bad setting), usage errors as exit 2.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { packageVersion } from '../../pipeline/version.ts';
-import { runAtlas } from '../support/processes.ts';
+import { ATLAS, ROOT, runAtlas } from '../support/processes.ts';
+
+/** The CLI on a pseudo-terminal (util-linux `script`), as an operator's shell runs it. */
+async function onTerminal(args: string, env: Record<string, string> = {}): Promise<string> {
+  const { NO_COLOR: _, ...inherited } = process.env;
+  const { stdout } = await promisify(execFile)(
+    'script',
+    ['-qec', `${process.execPath} ${ATLAS} ${args}`, '/dev/null'],
+    { cwd: ROOT, env: { ...inherited, TERM: 'xterm', ...env }, timeout: 20_000 },
+  );
+  return stdout;
+}
 
 describe('atlas conventions', () => {
   it('--version prints the package version', async () => {
@@ -46,6 +59,18 @@ describe('atlas conventions', () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^atlas: invalid settings:\n {2}ATLAS_BATCH_SIZE=lots: /);
+  });
+
+  it('colours a table on a terminal only, and never with NO_COLOR', async () => {
+    const [terminal, noColour, pipe] = await Promise.all([
+      onTerminal('config'),
+      onTerminal('config', { NO_COLOR: '1' }),
+      runAtlas(['config']),
+    ]);
+    expect(terminal).toMatch(/\u001b\[1m setting/);
+    expect(noColour).toMatch(/^setting\s+value\s+from/);
+    expect(noColour).not.toMatch(/\u001b\[/);
+    expect(pipe.stdout).not.toMatch(/\u001b\[/);
   });
 
   it('an unknown command is a usage error (exit 2)', async () => {
