@@ -2,8 +2,8 @@
 import type { StageFactory } from '../pipeline/stage.ts';
 import { createCanonical } from './canonical/index.ts';
 import { createEmit } from './emit/index.ts';
-import { createSerialize } from './serialize/index.ts';
 import type { WorkerStageName } from './names.ts';
+import { createSerialize } from './serialize/index.ts';
 import { createTransitive } from './transitive/index.ts';
 import { createValidate } from './validate/index.ts';
 

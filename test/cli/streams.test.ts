@@ -46,7 +46,7 @@ describe('atlas streams', () => {
       return both;
     }, 30_000);
     expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).not.toMatch(/\u001b\[/);
+    expect(text.stdout).not.toContain('\u001b[');
     const lines = text.stdout.split('\n');
     expect(lines[0]).toBe(`pipeline ${fx.prefix}`);
     expect(lines.find((l) => l.startsWith('stream'))).toMatch(
