@@ -3,7 +3,7 @@
  * real Redis): arguments checked before Redis, "N of M shown", --all guarded by --yes and
  * --dry-run, redrive history that makes a loop visible, stats by stage and reason.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { listDeadLetters } from '../../pipeline/dlq.ts';
 import type { Fields } from '../../pipeline/entry.ts';
 import { createValidate } from '../../stages/validate/index.ts';
@@ -16,6 +16,13 @@ import { startStage, stopStages } from '../support/workers.ts';
 
 const fx = useRedis('cli-dlq');
 const env = { ATLAS_PREFIX: fx.prefix };
+// each test on a prefix of its own: one that fails leaves nothing in the next one's DLQ
+let p = fx.freshPrefix();
+let at = { ATLAS_PREFIX: p.prefix };
+beforeEach(() => {
+  p = fx.freshPrefix();
+  at = { ATLAS_PREFIX: p.prefix };
+});
 afterEach(stopStages);
 afterAll(stopStages);
 
@@ -34,9 +41,9 @@ function broken(eventId: string): Fields {
 }
 
 async function deadLettersFor(eventIds: string[]): Promise<void> {
-  await fx.redis.set(fx.keys.seq, String(seq));
-  await addEntries(fx.redis, fx.keys.stream('ingest'), eventIds.map(broken));
-  await fx.redis.set(fx.keys.seq, String(seq));
+  await addEntries(fx.redis, p.keys.stream('ingest'), eventIds.map(broken));
+  // the global seq counter past what was added, as the door leaves it
+  await fx.redis.set(p.keys.seq, String(seq));
 }
 
 const ANSI = '\u001b[';
@@ -72,19 +79,18 @@ describe('atlas dlq: arguments are checked before Redis is touched', () => {
 
 describe('atlas dlq on real dead letters', () => {
   it('lists "N of M shown" with the event_id, refuses --all without --yes, dry-runs, and counts by stage and reason', async () => {
-    await startStage(createValidate, testConfig(fx.prefix));
+    await startStage(createValidate, testConfig(p.prefix));
     await deadLettersFor(['ev-a', 'ev-b', 'ev-c']);
-    await eventually(async () => expect(await listDeadLetters(fx.redis, fx.keys)).toHaveLength(3));
+    await eventually(async () => expect(await listDeadLetters(fx.redis, p.keys)).toHaveLength(3));
     await stopStages();
 
-    const [list, cut, json, stats, statsJson, unknown] = await Promise.all([
-      runAtlas(['dlq', 'list'], env),
-      runAtlas(['dlq', 'list', '-n', '2'], env),
-      runAtlas(['dlq', 'list', '--json', '-n', '1', '--reason', 'invalid_payload'], env),
-      runAtlas(['dlq', 'stats'], env),
-      runAtlas(['dlq', 'stats', '--json'], env),
-      runAtlas(['dlq', 'show', '1-1'], env),
-    ]);
+    // one after the other: side by side they overload a small machine's CPU
+    const list = await runAtlas(['dlq', 'list'], at);
+    const cut = await runAtlas(['dlq', 'list', '-n', '2'], at);
+    const json = await runAtlas(['dlq', 'list', '--json', '-n', '1', '--reason', 'invalid_payload'], at);
+    const stats = await runAtlas(['dlq', 'stats'], at);
+    const statsJson = await runAtlas(['dlq', 'stats', '--json'], at);
+    const unknown = await runAtlas(['dlq', 'show', '1-1'], at);
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).not.toContain(ANSI); // a pipe gets no colour codes
     const [head, ...rows] = list.stdout.trim().split('\n');
@@ -110,41 +116,41 @@ describe('atlas dlq on real dead letters', () => {
     expect(unknown.code).toBe(3);
     expect(unknown.stderr).toBe('atlas: no dead-lettered entry 1-1\n');
 
-    const refused = await runAtlas(['dlq', 'purge', '--all', '--stage', 'validate'], env);
+    const refused = await runAtlas(['dlq', 'purge', '--all', '--stage', 'validate'], at);
     expect(refused.code).toBe(4);
     expect(refused.stderr).toBe(
       'atlas: --all would purge 3 dead letters (stage=validate); add --yes to do it (or --dry-run to list them)\n',
     );
-    const dry = await runAtlas(['dlq', 'redrive', '--all', '--dry-run'], env);
+    const dry = await runAtlas(['dlq', 'redrive', '--all', '--dry-run'], at);
     expect(dry.code).toBe(0);
     expect(dry.stdout.trim().split('\n').at(-1)).toBe('dry run: would redrive 3 dead letters');
-    expect(await fx.redis.xlen(fx.keys.dlq)).toBe(3); // neither touched anything
+    expect(await fx.redis.xlen(p.keys.dlq)).toBe(3); // neither touched anything
 
-    const none = await runAtlas(['dlq', 'list', '--reason', 'space_conflict'], env);
+    const none = await runAtlas(['dlq', 'list', '--reason', 'space_conflict'], at);
     expect(none.stdout).toBe('no dead letters (reason=space_conflict)\n');
-    const purged = await runAtlas(['dlq', 'purge', '--all', '--yes'], env);
+    const purged = await runAtlas(['dlq', 'purge', '--all', '--yes'], at);
     expect(purged.stdout).toBe('purged: 3\n');
-    expect(await fx.redis.xlen(fx.keys.dlq)).toBe(0);
-    expect(await fx.redis.hlen(fx.keys.dlqCounts)).toBe(0);
+    expect(await fx.redis.xlen(p.keys.dlq)).toBe(0);
+    expect(await fx.redis.hlen(p.keys.dlqCounts)).toBe(0);
   });
 
   it('a redriven entry that fails again carries its history: redrive count, earlier DLQ ids, first failure', async () => {
-    await startStage(createValidate, testConfig(fx.prefix));
+    await startStage(createValidate, testConfig(p.prefix));
     await deadLettersFor(['ev-loop']);
     const first = await eventually(async () => {
-      const [d] = await listDeadLetters(fx.redis, fx.keys);
+      const [d] = await listDeadLetters(fx.redis, p.keys);
       if (!d) throw new Error('not dead-lettered yet');
       return d;
     });
     expect(first.history).toBeNull();
 
-    const once = await runAtlas(['dlq', 'redrive', first.id], env);
+    const once = await runAtlas(['dlq', 'redrive', first.id], at);
     expect(once.code, once.stderr).toBe(0);
     expect(once.stdout).toMatch(
-      new RegExp(`^${first.id} → \\{${fx.prefix}\\}:ingest \\d+-\\d+\\nredriven: 1\\n$`),
+      new RegExp(`^${first.id} → \\{${p.prefix}\\}:ingest \\d+-\\d+\\nredriven: 1\\n$`),
     );
     const second = await eventually(async () => {
-      const [d] = await listDeadLetters(fx.redis, fx.keys);
+      const [d] = await listDeadLetters(fx.redis, p.keys);
       if (!d || d.id === first.id) throw new Error('not dead-lettered again yet');
       return d;
     });
@@ -160,10 +166,10 @@ describe('atlas dlq on real dead letters', () => {
     expect(Number(second.original.seq)).toBeGreaterThan(Number(first.original.seq));
 
     // the bulk path keeps it too, and the listing shows the loop
-    const all = await runAtlas(['dlq', 'redrive', '--all', '--yes'], env);
+    const all = await runAtlas(['dlq', 'redrive', '--all', '--yes'], at);
     expect(all.stdout).toBe('redriven: 1\n');
     const third = await eventually(async () => {
-      const [d] = await listDeadLetters(fx.redis, fx.keys);
+      const [d] = await listDeadLetters(fx.redis, p.keys);
       if (!d || d.id === second.id) throw new Error('not dead-lettered again yet');
       return d;
     });
@@ -172,14 +178,14 @@ describe('atlas dlq on real dead letters', () => {
       previous: [first.id, second.id],
       firstFailedAt: first.failedAt,
     });
-    const shown = await runAtlas(['dlq', 'show', third.id], env);
+    const shown = await runAtlas(['dlq', 'show', third.id], at);
     expect(JSON.parse(shown.stdout).history.previous).toEqual([first.id, second.id]);
-    const listed = await runAtlas(['dlq', 'list'], env);
+    const listed = await runAtlas(['dlq', 'list'], at);
     expect(listed.stdout).toMatch(/invalid_payload\s+ev-loop\s+1\s+2\s/);
   });
 
   it('redriving or purging an id that is not there exits 3 naming it', async () => {
-    const r = await runAtlas(['dlq', 'purge', '1-1', '2-2'], env);
+    const r = await runAtlas(['dlq', 'purge', '1-1', '2-2'], at);
     expect(r.code).toBe(3);
     expect(r.stdout).toBe('purged: 0\n');
     expect(r.stderr).toBe('atlas: not in the dead-letter stream: 1-1, 2-2\n');
