@@ -132,7 +132,7 @@ describe('atlas dlq on real dead letters', () => {
     expect(purged.stdout).toBe('purged: 3\n');
     expect(await fx.redis.xlen(p.keys.dlq)).toBe(0);
     expect(await fx.redis.hlen(p.keys.dlqCounts)).toBe(0);
-  });
+  }, 180_000);
 
   it('a redriven entry that fails again carries its history: redrive count, earlier DLQ ids, first failure', async () => {
     await startStage(createValidate, testConfig(p.prefix));
@@ -182,7 +182,7 @@ describe('atlas dlq on real dead letters', () => {
     expect(JSON.parse(shown.stdout).history.previous).toEqual([first.id, second.id]);
     const listed = await runAtlas(['dlq', 'list'], at);
     expect(listed.stdout).toMatch(/invalid_payload\s+ev-loop\s+1\s+2\s/);
-  });
+  }, 180_000);
 
   it('redriving or purging an id that is not there exits 3 naming it', async () => {
     const r = await runAtlas(['dlq', 'purge', '1-1', '2-2'], at);

@@ -291,7 +291,8 @@ describe('atlas dlq', () => {
     expect(gone.stdout).toBe('purged: 1\n');
     expect(await listDeadLetters(fx.redis, keys)).toEqual([]);
     expect(await fx.redis.xlen(keys.dlq)).toBe(0);
-  });
+    // a dozen CLI processes one after the other: tens of seconds on a loaded machine
+  }, 180_000);
 
   it('works on everything matching with --all', async () => {
     await startStage(
