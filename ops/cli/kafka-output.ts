@@ -19,6 +19,7 @@ import {
 } from '../../stages/serialize/decode.ts';
 import { toWire } from '../../stages/topology/graph-wire.ts';
 import { fromJsonTree } from '../../stages/topology/tree.ts';
+import { warn } from './output.ts';
 
 export interface TailOptions {
   fromBeginning?: boolean;
@@ -180,7 +181,10 @@ async function tailKafka(config: Config, opts: TailOptions): Promise<void> {
     });
   } finally {
     await consumer.disconnect();
-    await withAdmin(config, (admin) => admin.deleteGroups([groupId])).catch(() => {});
+    // a group that stays behind is said, not hidden (a user without the right to delete groups)
+    await withAdmin(config, (admin) => admin.deleteGroups([groupId])).catch((err: Error) =>
+      warn(`consumer group ${groupId} left on the broker: ${err.message}`),
+    );
   }
 }
 
