@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { groupsOf } from './backlog.ts';
 import { generationKeys, LOST_PREFIX } from './generation.ts';
 import { type Beat, pipelineProblems, readBeats } from './heartbeat.ts';
-import type { Keys } from './keys.ts';
+import { type Keys, streams } from './keys.ts';
 import { compareStreamIds } from './retention.ts';
 
 export interface StreamView {
@@ -38,9 +38,18 @@ export async function streamKeys(redis: Redis, keys: Keys): Promise<string[]> {
   return found.sort();
 }
 
+/** Where a stream comes in the pipeline: its known streams in order, then the others (outputs, tests) by name. */
+function pipelineRank(keys: Keys, stream: string): number {
+  const at = Object.values(streams).findIndex((name) => keys.stream(name) === stream);
+  return at === -1 ? Number.MAX_SAFE_INTEGER : at;
+}
+
+/** Every stream of the pipeline in pipeline order, with its consumer groups. */
 export async function describeStreams(redis: Redis, keys: Keys): Promise<StreamView[]> {
   const views: StreamView[] = [];
-  for (const stream of await streamKeys(redis, keys)) {
+  const found = await streamKeys(redis, keys);
+  found.sort((a, b) => pipelineRank(keys, a) - pipelineRank(keys, b) || a.localeCompare(b));
+  for (const stream of found) {
     const groups = [];
     for (const g of await groupsOf(redis, stream)) {
       const summary = (await redis.xpending(stream, g.name)) as [
@@ -61,6 +70,30 @@ export async function describeStreams(redis: Redis, keys: Keys): Promise<StreamV
     views.push({ stream, length: await redis.xlen(stream), groups });
   }
   return views;
+}
+
+/**
+ * The prefixes that have streams in this Redis (from their `{prefix}:` hash tag), for an operator
+ * pointed at an empty prefix: the pipeline they mean is probably one of these.
+ */
+export async function knownPrefixes(redis: Redis): Promise<string[]> {
+  const found = new Set<string>();
+  let cursor = '0';
+  do {
+    const [next, batch] = (await redis.call(
+      'SCAN',
+      cursor,
+      'MATCH',
+      '{*}:*',
+      'COUNT',
+      1000,
+      'TYPE',
+      'stream',
+    )) as [string, string[]];
+    for (const key of batch) found.add(key.slice(1, key.indexOf('}')));
+    cursor = next;
+  } while (cursor !== '0');
+  return [...found].sort();
 }
 
 /**

@@ -2,16 +2,18 @@
 import type { StageFactory } from '../pipeline/stage.ts';
 import { createCanonical } from './canonical/index.ts';
 import { createEmit } from './emit/index.ts';
+import type { WorkerStageName } from './names.ts';
 import { createSerialize } from './serialize/index.ts';
 import { createTransitive } from './transitive/index.ts';
 import { createValidate } from './validate/index.ts';
 
+export { deadLetterReasons, deadLetterStages, stageNames } from './names.ts';
+
+/** Every name of stages/names.ts, and no other (the type says so). */
 export const workerStages: Record<string, StageFactory> = {
   validate: createValidate,
   transitive: createTransitive,
   canonical: createCanonical,
   serialize: createSerialize,
   emit: createEmit,
-};
-
-export const stageNames = ['ingest', ...Object.keys(workerStages)];
+} satisfies Record<WorkerStageName, StageFactory>;

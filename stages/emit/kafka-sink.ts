@@ -323,6 +323,13 @@ const DAY_MS = 24 * 60 * 60 * 1000;
  * consumer that follows sequence numbers sees no gaps unless it lags longer than that.
  */
 export async function ensureTopic(admin: Admin, settings: TopicSettings): Promise<boolean> {
+  return admin.createTopics({ topics: [topicSpec(settings)], waitForLeaders: true });
+}
+
+/** The topic as the pipeline wants it: `atlas kafka init` creates it so and checks an existing one against it. */
+export function topicSpec(
+  settings: TopicSettings,
+): ITopicConfig & { configEntries: Array<{ name: string; value: string }> } {
   const replicationFactor = settings.replicationFactor ?? 1;
   const config: Record<string, number | string> = {
     'cleanup.policy': 'compact',
@@ -332,11 +339,10 @@ export async function ensureTopic(admin: Admin, settings: TopicSettings): Promis
     // acks=all waits for this many replicas: 2 survives losing one broker without losing writes.
     'min.insync.replicas': Math.min(2, replicationFactor),
   };
-  const topic: ITopicConfig = {
+  return {
     topic: settings.topic,
     numPartitions: settings.partitions ?? 6,
     replicationFactor,
     configEntries: Object.entries(config).map(([name, value]) => ({ name, value: String(value) })),
   };
-  return admin.createTopics({ topics: [topic], waitForLeaders: true });
 }

@@ -120,6 +120,13 @@ describe('a space_conflict', () => {
       reason: 'space_conflict',
       stream: p.keys.stream('validated'),
       original: { event_id: conflict.event_id, seq: String(seqBefore + 1), event: dead!.original.event },
+      // the loop is visible: the new dead letter names the one it was redriven from
+      history: {
+        count: 1,
+        previous: [dead!.id],
+        firstReason: 'space_conflict',
+        firstFailedAt: dead!.failedAt,
+      },
     });
     expect(await snapshot()).toEqual(before);
     // The stage moved on past the redriven seq: later events still apply.

@@ -142,11 +142,11 @@ describe('the atlas command', () => {
   });
 
   it('prints the settings table and refuses unknown stages', async () => {
-    const table = await runAtlas(['config'], env);
+    const table = await runAtlas(['config', '--defaults'], env);
     expect(table.code).toBe(0);
     expect(table.stdout).toContain('| `ATLAS_HIGH_WATER` |');
     const unknown = await runAtlas(['run', 'nope'], env);
-    expect(unknown.code).toBe(1);
+    expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown stage(s): nope');
   });
 });

@@ -80,7 +80,7 @@ describe('Redis ACL users', () => {
     await refused(asDoor.xadd(k.dlq, '*', 'forged', '1'));
     await refused(asDoor.xadd(k.stream('validated'), '*', 'forged', '1'));
     await refused(asDoor.flushall());
-    const purge = await runAtlas(['dlq', 'purge', '--all'], envOf('door'));
+    const purge = await runAtlas(['dlq', 'purge', '--all', '--yes'], envOf('door'));
     expect(purge.code).toBe(1);
     expect(purge.stderr).toMatch(/^atlas: NOPERM .*\n$/);
 
@@ -122,8 +122,8 @@ describe('Redis ACL users', () => {
       'NOPERM',
     );
     const list = await runAtlas(['dlq', 'list', '--json'], asAdmin);
-    expect(JSON.parse(list.stdout)).toHaveLength(1);
-    const purged = await runAtlas(['dlq', 'purge', '--all'], asAdmin);
+    expect(JSON.parse(list.stdout).entries).toHaveLength(1);
+    const purged = await runAtlas(['dlq', 'purge', '--all', '--yes'], asAdmin);
     expect(purged.stdout).toBe('purged: 1\n');
     await refused(login('admin').flushall());
   });
