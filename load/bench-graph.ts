@@ -398,7 +398,8 @@ if (args[0] === '--one') {
     for (const topicHeavy of variants) {
       const row = runIsolated(spaces, topicHeavy);
       rows.push(row);
-      console.error(`done: ${row.variant} ${spaces}`);
+      // Each row as it comes, so a long run stopped halfway still leaves what it measured.
+      console.error(`done: ${row.variant} ${spaces} ${JSON.stringify(row)}`);
     }
   }
   if (args.includes('--json')) console.log(JSON.stringify(rows));
