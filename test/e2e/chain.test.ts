@@ -20,7 +20,7 @@ import { delay } from '../support/eventually.ts';
 import { expectationOf, loadFixtures } from '../support/graph-scenario.ts';
 import { unfinishedLink } from '../support/pipeline-processes.ts';
 import { prng } from '../support/prng.ts';
-import { killChildren } from '../support/processes.ts';
+import { killChildren, runAtlas } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
 import { readAll } from '../support/streams.ts';
 
@@ -170,3 +170,21 @@ it('the chain kill -9’d and frozen past its lease, again and again: every upda
   expect(p.crashes()).toEqual([]);
   console.log(`chain crash: ${posted} events, ${total} messages`);
 }, 300_000);
+
+it('atlas run refuses a chain that cannot be one, before anything runs (exit 2)', async () => {
+  const env = { ATLAS_PREFIX: fx.freshPrefix('refuse').prefix, ATLAS_METRICS_PORT: '0' };
+  const cases: Array<[string, RegExp]> = [
+    ['transitive+validate', /cannot chain transitive \(writes transitive\) to validate \(reads ingest\)/],
+    ['ingest+validate', /ingest is the HTTP door and cannot be chained/],
+    ['validate+validate', /named twice: validate/],
+  ];
+  for (const [chainArg, message] of cases) {
+    const r = await runAtlas(['run', chainArg], env);
+    expect(r.code, chainArg).toBe(2);
+    expect(r.stderr).toMatch(message);
+  }
+  // Conflation holds inputs across steps: canonical may be first in a chain, never later.
+  const held = await runAtlas(['run', 'transitive+canonical'], { ...env, ATLAS_CONFLATE_MS: '100' });
+  expect(held.code).toBe(2);
+  expect(held.stderr).toMatch(/stage canonical holds inputs across steps/);
+}, 120_000);
