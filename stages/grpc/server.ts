@@ -1,0 +1,395 @@
+/**
+ * The gRPC door: `atlas.bus.Bus` served beside the HTTP door in the ingest component. Every
+ * publish goes through the HTTP door's own accept path (app.door: token, rate, Redis memory,
+ * backpressure, envelope checks, dedup, the atomic append); subscribers share the door's
+ * Subscriptions with SSE.
+ */
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import {
+  Metadata,
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+  status,
+} from '@grpc/grpc-js';
+import type { Config } from '../../pipeline/config.ts';
+import { StateLostError } from '../../pipeline/generation.ts';
+import type { Logger } from '../../pipeline/log.ts';
+import { isTransientRedisError } from '../../pipeline/redis.ts';
+import type { atlas } from '../../proto/gen/bus.js';
+import type { Accepted } from '../ingest/accept.ts';
+import type { Call, Door } from '../ingest/door.ts';
+import { checkEnvelope, type Envelope } from '../ingest/envelope.ts';
+import { type Extras, invalidEnvelope, wireName } from '../ingest/errors.ts';
+import { ingestMetrics } from '../ingest/metrics.ts';
+import { envelopeOf } from '../ingest/protobuf.ts';
+import {
+  type Delivery,
+  SubscribeError,
+  type Subscription,
+  type Subscriptions,
+} from '../subscribe/subscriptions.ts';
+import { busService } from './service.ts';
+
+type Bus = typeof atlas.bus;
+type EnvelopeMsg = InstanceType<Bus['Envelope']>;
+type PublishAck = atlas.bus.PublishAck.$Properties;
+
+export interface GrpcDoor {
+  port: number;
+  stop(): Promise<void>;
+}
+
+interface Parts {
+  config: Config;
+  door: Door;
+  subscriptions: Subscriptions;
+  log: Logger;
+}
+
+export async function startGrpc(parts: Parts, port: number, host: string): Promise<GrpcDoor> {
+  const server = new Server({
+    'grpc.max_receive_message_length': parts.config.ATLAS_GRPC_MAX_MESSAGE_BYTES,
+  });
+  server.addService(busService, handlers(parts));
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  return {
+    port: bound,
+    stop: async () => {
+      await parts.subscriptions.close();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
+  };
+}
+
+/** A refusal as gRPC sees it: the door's status mapped, the wire name and field errors in details. */
+class Refusal extends Error {
+  readonly code: status;
+  readonly wire: string;
+  readonly metadata?: Record<string, string>;
+  constructor(code: status, wire: string, message: string, metadata?: Record<string, string>) {
+    super(message);
+    this.code = code;
+    this.wire = wire;
+    if (metadata) this.metadata = metadata;
+  }
+}
+
+const byHttpStatus: Record<number, status> = {
+  400: status.INVALID_ARGUMENT,
+  401: status.UNAUTHENTICATED,
+  413: status.RESOURCE_EXHAUSTED,
+  429: status.RESOURCE_EXHAUSTED,
+};
+
+function refusalOf(err: unknown, log: Logger): Refusal {
+  if (err instanceof Refusal) return err;
+  if (err instanceof SubscribeError)
+    return err.code === 'too_many_subscribers'
+      ? new Refusal(status.RESOURCE_EXHAUSTED, err.code, err.message)
+      : new Refusal(status.INVALID_ARGUMENT, err.code, err.message);
+  if (err instanceof StateLostError) {
+    log.error({ reason: err.message }, 'pipeline state lost in Redis: refusing events until `atlas recover`');
+    return new Refusal(
+      status.UNAVAILABLE,
+      'state_lost',
+      'the pipeline lost its state in Redis; nothing was accepted',
+    );
+  }
+  if (isTransientRedisError(err))
+    return new Refusal(
+      status.UNAVAILABLE,
+      'unavailable',
+      'Redis is unreachable or slow; retry with the same event_id',
+    );
+  const e = err as Error & Extras & { statusCode?: number; code?: string };
+  const code = e.statusCode ? byHttpStatus[e.statusCode] : undefined;
+  if (code === undefined || !e.statusCode) {
+    log.error({ err }, 'gRPC call failed');
+    return new Refusal(status.INTERNAL, 'error', 'internal error');
+  }
+  const fields = e.errors?.map(
+    (f) => `${f.index === undefined ? '' : `[${f.index}] `}${f.field}: ${f.message}`,
+  );
+  const message = fields?.length ? `${e.message}: ${fields.join('; ')}` : e.message;
+  return new Refusal(code, wireName(e.code, e.statusCode), message, e.headers);
+}
+
+/** The call's status; trailers carry the door's wire name (`atlas-error`) and any retry-after. */
+function asServiceError(refusal: Refusal) {
+  ingestMetrics.rejected.inc({ reason: refusal.wire });
+  const metadata = new Metadata();
+  metadata.set('atlas-error', refusal.wire);
+  for (const [k, v] of Object.entries(refusal.metadata ?? {})) metadata.set(k, v);
+  return { code: refusal.code, details: refusal.message, metadata };
+}
+
+const authorization = (md: Metadata): string | undefined => {
+  const value = md.get('authorization')[0];
+  return typeof value === 'string' ? value : undefined;
+};
+
+function handlers({ door, subscriptions, log, config }: Parts) {
+  const admit = (md: Metadata, write: boolean) => {
+    const refused = door.admit(authorization(md), write);
+    if (refused) throw refused;
+  };
+  const maxDepth = config.ATLAS_MAX_JSON_DEPTH;
+  /** The JSON envelope of a protobuf one, checked like POST /events checks it. */
+  const checked = (e: EnvelopeMsg): Envelope => {
+    const result = checkEnvelope(envelopeOf(e, maxDepth));
+    if ('errors' in result) throw invalidEnvelope(result.errors);
+    return result.envelope;
+  };
+  const callOf = (md: Metadata, route: string) => {
+    const traceparent = md.get('traceparent')[0];
+    return {
+      requestId: randomUUID(),
+      traceparent: typeof traceparent === 'string' ? traceparent : undefined,
+      method: 'POST',
+      route,
+    };
+  };
+  /** A stream of publishes: admitted as a whole first, then each batch (rate, Redis memory) as it goes. */
+  const publisher = (md: Metadata, route: string) => {
+    admit(md, true);
+    return new Publisher({
+      door,
+      admit: () => admit(md, true),
+      checked,
+      call: () => callOf(md, route),
+      maxBatch: config.ATLAS_MAX_BATCH_EVENTS,
+      log,
+    });
+  };
+
+  return {
+    publish: (call: ServerUnaryCall<EnvelopeMsg, PublishAck>, callback: sendUnaryData<PublishAck>) => {
+      (async () => {
+        admit(call.metadata, true);
+        const [accepted] = await door.accept(callOf(call.metadata, 'grpc:Publish'), [checked(call.request)]);
+        return ackOf(accepted as Accepted);
+      })().then(
+        (ack) => callback(null, ack),
+        (err: unknown) => callback(asServiceError(refusalOf(err, log))),
+      );
+    },
+
+    publishStream: (
+      call: ServerReadableStream<EnvelopeMsg, atlas.bus.PublishAcks.$Properties>,
+      callback: sendUnaryData<atlas.bus.PublishAcks.$Properties>,
+    ) => {
+      const acks: PublishAck[] = [];
+      let pub: Publisher;
+      try {
+        pub = publisher(call.metadata, 'grpc:PublishStream');
+      } catch (err) {
+        return callback(asServiceError(refusalOf(err, log)));
+      }
+      call.on('data', (e: EnvelopeMsg) => pub.add(e, (ack) => acks.push(ack)));
+      call.on('end', () => void pub.drained().then(() => callback(null, { acks })));
+    },
+
+    subscribe: (call: ServerWritableStream<atlas.bus.SubscribeRequest, atlas.bus.Delivery.$Properties>) => {
+      const deliver = (d: Delivery) => write(call, deliveryOf(d));
+      open(call.metadata, call.request, deliver)
+        .then((sub) => {
+          call.on('cancelled', () => void sub.stop());
+          call.on('close', () => void sub.stop());
+          return sub.ended;
+        })
+        .then(
+          () => call.end(),
+          (err: unknown) => call.destroy(Object.assign(new Error(), asServiceError(refusalOf(err, log)))),
+        );
+    },
+
+    ack: (
+      call: ServerUnaryCall<atlas.bus.AckRequest, atlas.bus.AckReply.$Properties>,
+      callback: sendUnaryData<atlas.bus.AckReply.$Properties>,
+    ) => {
+      (async () => {
+        admit(call.metadata, false);
+        return { acknowledged: await subscriptions.ack(call.request.group, call.request.ids) };
+      })().then(
+        (reply) => callback(null, reply),
+        (err: unknown) => callback(asServiceError(refusalOf(err, log))),
+      );
+    },
+
+    streamEvents: (
+      call: ServerDuplexStream<atlas.bus.ClientMessage, atlas.bus.ServerMessage.$Properties>,
+    ) => {
+      let sub: Subscription | undefined;
+      const fail = (err: unknown) => {
+        void sub?.stop();
+        call.destroy(Object.assign(new Error(), asServiceError(refusalOf(err, log))));
+      };
+      let pub: Publisher;
+      try {
+        admit(call.metadata, false);
+        pub = new Publisher({
+          door,
+          admit: () => admit(call.metadata, true),
+          checked,
+          call: () => callOf(call.metadata, 'grpc:StreamEvents'),
+          maxBatch: config.ATLAS_MAX_BATCH_EVENTS,
+          log,
+        });
+      } catch (err) {
+        return fail(err);
+      }
+      call.on('data', (m: atlas.bus.ClientMessage) => {
+        if (m.publish) pub.add(m.publish as EnvelopeMsg, (ack) => void write(call, { published: ack }));
+        else if (m.subscribe) {
+          if (sub)
+            return fail(
+              new Refusal(status.FAILED_PRECONDITION, 'already_subscribed', 'this stream already subscribes'),
+            );
+          open(call.metadata, m.subscribe, (d) => write(call, { delivery: deliveryOf(d) })).then((s) => {
+            sub = s;
+            s.ended.catch(fail);
+          }, fail);
+        } else if (m.ack) {
+          const { group, ids } = m.ack;
+          subscriptions
+            .ack(group ?? '', ids ?? [])
+            .then((acknowledged) => write(call, { acked: { acknowledged } }), fail);
+        }
+      });
+      const finish = () => {
+        void sub?.stop();
+        void pub.drained().then(() => call.end());
+      };
+      call.on('end', finish);
+      call.on('cancelled', () => void sub?.stop());
+    },
+  };
+
+  async function open(
+    md: Metadata,
+    r: atlas.bus.SubscribeRequest.$Properties,
+    deliver: (d: Delivery) => Promise<void>,
+  ) {
+    admit(md, false);
+    return subscriptions.open(
+      { group: r.group ?? '', consumer: r.consumer ?? '', types: r.types ?? [], topic: r.topic ?? '' },
+      deliver,
+    );
+  }
+}
+
+/** Writes with the stream's flow control: a slow reader slows its own subscription. */
+async function write<T>(call: { write(m: T): boolean; once(e: string, f: () => void): unknown }, message: T) {
+  if (!call.write(message)) await once(call as unknown as NodeJS.EventEmitter, 'drain');
+}
+
+function ackOf(a: Accepted): PublishAck {
+  return { eventId: a.event_id, seq: a.seq, id: a.id, duplicate: a.duplicate };
+}
+
+function deliveryOf(d: Delivery): atlas.bus.Delivery.$Properties {
+  const e = d.envelope;
+  return {
+    id: d.id,
+    seq: d.seq,
+    topic: d.topic,
+    redelivered: d.redelivered,
+    envelope: {
+      eventId: e.event_id,
+      eventType: e.event_type,
+      source: e.source,
+      timestamp: e.timestamp,
+      version: e.version,
+      payloadJson: e.payload,
+    },
+  };
+}
+
+interface PublisherParts {
+  door: Door;
+  /** Throws the refusal of the next batch (rate, Redis memory), if any. */
+  admit: () => void;
+  checked: (e: EnvelopeMsg) => Envelope;
+  call: () => Call;
+  maxBatch: number;
+  log: Logger;
+}
+
+/**
+ * Events of one stream, accepted in the order they came: those that arrive within one turn of
+ * the event loop go to the door together (at most ATLAS_MAX_BATCH_EVENTS per script call), and
+ * each gets its own acknowledgement — an error one when it was refused.
+ */
+class Publisher {
+  private batch: Array<{ envelope: Envelope; reply: (ack: PublishAck) => void }> = [];
+  private chain: Promise<void> = Promise.resolve();
+  private scheduled = false;
+  private readonly parts: PublisherParts;
+
+  constructor(parts: PublisherParts) {
+    this.parts = parts;
+  }
+
+  add(e: EnvelopeMsg, reply: (ack: PublishAck) => void): void {
+    let envelope: Envelope;
+    try {
+      envelope = this.parts.checked(e);
+    } catch (err) {
+      // Refused alone, in its place: queued behind what came before it.
+      const ack = errorAck(e.eventId, refusalOf(err, this.parts.log));
+      this.chain = this.chain.then(() => reply(ack));
+      return;
+    }
+    this.batch.push({ envelope, reply });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Settles once every event added so far has its acknowledgement. */
+  async drained(): Promise<void> {
+    while (this.scheduled) await new Promise((r) => setImmediate(r));
+    await this.chain;
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const taken = this.batch;
+    this.batch = [];
+    this.chain = this.chain.then(() => this.send(taken));
+  }
+
+  private async send(taken: Publisher['batch']): Promise<void> {
+    const { door, maxBatch } = this.parts;
+    for (let at = 0; at < taken.length; at += maxBatch) {
+      const part = taken.slice(at, at + maxBatch);
+      try {
+        this.parts.admit();
+        const accepted = await door.accept(
+          this.parts.call(),
+          part.map((p) => p.envelope),
+        );
+        for (const [i, p] of part.entries()) p.reply(ackOf(accepted[i]!));
+      } catch (err) {
+        const refusal = refusalOf(err, this.parts.log);
+        ingestMetrics.rejected.inc({ reason: refusal.wire });
+        for (const p of part) p.reply(errorAck(p.envelope.event_id, refusal));
+      }
+    }
+  }
+}
+
+function errorAck(eventId: string | null | undefined, refusal: Refusal): PublishAck {
+  return { eventId: eventId ?? '', error: { code: refusal.wire, message: refusal.message } };
+}
