@@ -40,6 +40,8 @@ type Bus = typeof atlas.bus;
 type EnvelopeMsg = InstanceType<Bus['Envelope']>;
 type PublishAck = atlas.bus.PublishAck.$Properties;
 
+const SHUTDOWN_GRACE_MS = 2000;
+
 export interface GrpcDoor {
   port: number;
   stop(): Promise<void>;
@@ -66,7 +68,10 @@ export async function startGrpc(parts: Parts, port: number, host: string): Promi
     port: bound,
     stop: async () => {
       await parts.subscriptions.close();
+      // Calls get a moment to finish; a client that never ends its stream cannot hold the stop.
+      const grace = setTimeout(() => server.forceShutdown(), SHUTDOWN_GRACE_MS);
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      clearTimeout(grace);
     },
   };
 }
@@ -209,7 +214,7 @@ function handlers({ door, subscriptions, log, config }: Parts) {
         })
         .then(
           () => call.end(),
-          (err: unknown) => call.destroy(Object.assign(new Error(), asServiceError(refusalOf(err, log)))),
+          (err: unknown) => call.emit('error', asServiceError(refusalOf(err, log))),
         );
     },
 
@@ -232,7 +237,7 @@ function handlers({ door, subscriptions, log, config }: Parts) {
       let sub: Subscription | undefined;
       const fail = (err: unknown) => {
         void sub?.stop();
-        call.destroy(Object.assign(new Error(), asServiceError(refusalOf(err, log))));
+        call.emit('error', asServiceError(refusalOf(err, log)));
       };
       let pub: Publisher;
       try {
