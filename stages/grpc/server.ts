@@ -235,6 +235,7 @@ function handlers({ door, subscriptions, log, config }: Parts) {
       call: ServerDuplexStream<atlas.bus.ClientMessage, atlas.bus.ServerMessage.$Properties>,
     ) => {
       let sub: Subscription | undefined;
+      const send = serialWriter(call);
       const fail = (err: unknown) => {
         void sub?.stop();
         call.emit('error', asServiceError(refusalOf(err, log)));
@@ -254,13 +255,13 @@ function handlers({ door, subscriptions, log, config }: Parts) {
         return fail(err);
       }
       call.on('data', (m: atlas.bus.ClientMessage) => {
-        if (m.publish) pub.add(m.publish as EnvelopeMsg, (ack) => void write(call, { published: ack }));
+        if (m.publish) pub.add(m.publish as EnvelopeMsg, (ack) => void send({ published: ack }));
         else if (m.subscribe) {
           if (sub)
             return fail(
               new Refusal(status.FAILED_PRECONDITION, 'already_subscribed', 'this stream already subscribes'),
             );
-          open(call.metadata, m.subscribe, (d) => write(call, { delivery: deliveryOf(d) })).then((s) => {
+          open(call.metadata, m.subscribe, (d) => send({ delivery: deliveryOf(d) })).then((s) => {
             sub = s;
             s.ended.catch(fail);
           }, fail);
@@ -268,7 +269,7 @@ function handlers({ door, subscriptions, log, config }: Parts) {
           const { group, ids } = m.ack;
           subscriptions
             .ack(group ?? '', ids ?? [])
-            .then((acknowledged) => write(call, { acked: { acknowledged } }), fail);
+            .then((acknowledged) => send({ acked: { acknowledged } }), fail);
         }
       });
       const finish = () => {
@@ -296,6 +297,18 @@ function handlers({ door, subscriptions, log, config }: Parts) {
 /** Writes with the stream's flow control: a slow reader slows its own subscription. */
 async function write<T>(call: { write(m: T): boolean; once(e: string, f: () => void): unknown }, message: T) {
   if (!call.write(message)) await once(call as unknown as NodeJS.EventEmitter, 'drain');
+}
+
+/**
+ * Writes of several sources on one stream (acks, deliveries), one after the other: a single
+ * wait for 'drain' at a time, and deliveries are slowed by a reader that is behind.
+ */
+function serialWriter<T>(call: { write(m: T): boolean; once(e: string, f: () => void): unknown }) {
+  let chain: Promise<void> = Promise.resolve();
+  return (message: T): Promise<void> => {
+    chain = chain.then(() => write(call, message)).catch(() => {});
+    return chain;
+  };
 }
 
 function ackOf(a: Accepted): PublishAck {
