@@ -235,7 +235,8 @@ function handlers({ door, subscriptions, log, config }: Parts) {
       call: ServerDuplexStream<atlas.bus.ClientMessage, atlas.bus.ServerMessage.$Properties>,
     ) => {
       let sub: Subscription | undefined;
-      const send = serialWriter(call);
+      const writer = serialWriter(call);
+      const send = writer.send;
       const fail = (err: unknown) => {
         void sub?.stop();
         call.emit('error', asServiceError(refusalOf(err, log)));
@@ -274,7 +275,7 @@ function handlers({ door, subscriptions, log, config }: Parts) {
       });
       const finish = () => {
         void sub?.stop();
-        void pub.drained().then(() => call.end());
+        void pub.drained().then(() => writer.end());
       };
       call.on('end', finish);
       call.on('cancelled', () => void sub?.stop());
@@ -303,11 +304,23 @@ async function write<T>(call: { write(m: T): boolean; once(e: string, f: () => v
  * Writes of several sources on one stream (acks, deliveries), one after the other: a single
  * wait for 'drain' at a time, and deliveries are slowed by a reader that is behind.
  */
-function serialWriter<T>(call: { write(m: T): boolean; once(e: string, f: () => void): unknown }) {
+function serialWriter<T>(call: {
+  write(m: T): boolean;
+  end(): void;
+  once(e: string, f: () => void): unknown;
+}) {
   let chain: Promise<void> = Promise.resolve();
-  return (message: T): Promise<void> => {
-    chain = chain.then(() => write(call, message)).catch(() => {});
+  const queue = (step: () => unknown): Promise<void> => {
+    chain = chain.then(step).then(
+      () => {},
+      () => {},
+    );
     return chain;
+  };
+  return {
+    send: (message: T): Promise<void> => queue(() => write(call, message)),
+    /** Ends the stream after every message queued so far. */
+    end: (): Promise<void> => queue(() => call.end()),
   };
 }
 

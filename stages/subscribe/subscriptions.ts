@@ -189,9 +189,12 @@ export class Subscriptions {
     return connectWorker(this.config, 'atlas-subscriber', this.log);
   }
 
-  /** Marks the group as read from now (what its expiry counts from). */
-  async touch(group: string): Promise<void> {
-    await this.redis.hset(this.groupsKey, group, Date.now());
+  /**
+   * Marks the group as read from now (what its expiry counts from). Readers pass their own
+   * connection: it waits out a slow or restarting Redis, where the door's fails fast.
+   */
+  async touch(group: string, via: Redis = this.redis): Promise<void> {
+    await via.hset(this.groupsKey, group, Date.now());
   }
 
   private async createGroup(group: string): Promise<void> {
@@ -279,7 +282,7 @@ class Reader {
     const s = this.hub.settings;
     if (Date.now() - this.touchedAt > TOUCH_MS) {
       this.touchedAt = Date.now();
-      await this.hub.touch(this.group);
+      await this.hub.touch(this.group, this.conn);
     }
     if (this.ownFrom !== null) return this.readOwn();
     if (Date.now() - this.claimedAt > CLAIM_EVERY_MS) {

@@ -91,7 +91,7 @@ describe('gRPC Subscribe', () => {
     await Promise.all([byType.done, byTopic.done, none.done]);
   });
 
-  it('a group of two shares the events: each event to exactly one member', async () => {
+  it('a group of two shares the events: each event first delivered to exactly one member', async () => {
     const a = subscribe(client, { group: 'pair', consumer: 'a' });
     const b = subscribe(client, { group: 'pair', consumer: 'b' });
     await groupExists('pair');
@@ -100,12 +100,14 @@ describe('gRPC Subscribe', () => {
       return consumers.length === 2;
     });
     const ids = await post(Array.from({ length: 40 }, (_, i) => spaceCreated(1000 + i)));
-    await eventually(() => a.received.length + b.received.length >= 40);
-    const got = [...a.received, ...b.received].map((d) => d.id);
+    // Unacknowledged past ATLAS_SUBSCRIBE_REDELIVER_MS an event may go to the other member too
+    // (at least once, flagged redelivered): the first deliveries are what the members share.
+    const first = (s: { received: atlas.bus.Delivery[] }) => s.received.filter((d) => !d.redelivered);
+    await eventually(() => first(a).length + first(b).length >= 40);
+    const got = [...first(a), ...first(b)].map((d) => d.id);
     expect(got.sort()).toEqual([...ids].sort());
-    expect(new Set(got).size).toBe(40);
-    expect(a.received.length).toBeGreaterThan(0);
-    expect(b.received.length).toBeGreaterThan(0);
+    expect(first(a).length).toBeGreaterThan(0);
+    expect(first(b).length).toBeGreaterThan(0);
     await ack(client, 'pair', got);
     expect(await pendingOf('pair')).toBe(0);
     a.cancel();
