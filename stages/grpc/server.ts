@@ -165,9 +165,10 @@ function handlers({ door, subscriptions, log, config }: Parts) {
     };
   };
   /** A stream of publishes: admitted as a whole first, then each batch (rate, Redis memory) as it goes. */
-  const publisher = (md: Metadata, route: string) => {
+  const publisher = (stream: PublisherParts['stream'], md: Metadata, route: string) => {
     admit(md, true);
     return new Publisher({
+      stream,
       door,
       admit: () => admit(md, true),
       checked,
@@ -196,12 +197,22 @@ function handlers({ door, subscriptions, log, config }: Parts) {
       const acks: PublishAck[] = [];
       let pub: Publisher;
       try {
-        pub = publisher(call.metadata, 'grpc:PublishStream');
+        pub = publisher(call, call.metadata, 'grpc:PublishStream');
       } catch (err) {
         return callback(asServiceError(refusalOf(err, log)));
       }
-      call.on('data', (e: EnvelopeMsg) => pub.add(e, (ack) => acks.push(ack)));
-      call.on('end', () => void pub.drained().then(() => callback(null, { acks })));
+      let received = 0;
+      let refused = false;
+      call.on('data', (e: EnvelopeMsg) => {
+        if (refused) return;
+        if (++received > MAX_STREAM_EVENTS) {
+          refused = true;
+          const message = `a PublishStream call carries at most ${MAX_STREAM_EVENTS} events: send them in shorter calls (a repeat is answered as a duplicate)`;
+          return callback(asServiceError(new Refusal(status.RESOURCE_EXHAUSTED, 'stream_too_long', message)));
+        }
+        pub.add(e, (ack) => acks.push(ack));
+      });
+      call.on('end', () => void pub.drained().then(() => !refused && callback(null, { acks })));
     },
 
     subscribe: (call: ServerWritableStream<atlas.bus.SubscribeRequest, atlas.bus.Delivery.$Properties>) => {
@@ -245,6 +256,7 @@ function handlers({ door, subscriptions, log, config }: Parts) {
       try {
         admit(call.metadata, false);
         pub = new Publisher({
+          stream: call,
           door,
           admit: () => admit(call.metadata, true),
           checked,
@@ -346,7 +358,14 @@ function deliveryOf(d: Delivery): atlas.bus.Delivery.$Properties {
   };
 }
 
+/** Events of one stream received and not yet acknowledged, at most (then reading pauses). */
+const MAX_WAITING = 2000;
+/** PublishStream keeps every acknowledgement until the stream ends: this many events at most. */
+const MAX_STREAM_EVENTS = 100_000;
+
 interface PublisherParts {
+  /** The call the events come from: paused while too many wait here. */
+  stream: { pause(): void; resume(): void };
   door: Door;
   /** Throws the refusal of the next batch (rate, Redis memory), if any. */
   admit: () => void;
@@ -365,13 +384,29 @@ class Publisher {
   private batch: Array<{ envelope: Envelope; reply: (ack: PublishAck) => void }> = [];
   private chain: Promise<void> = Promise.resolve();
   private scheduled = false;
+  private waiting = 0;
+  private paused = false;
   private readonly parts: PublisherParts;
 
   constructor(parts: PublisherParts) {
     this.parts = parts;
   }
 
-  add(e: EnvelopeMsg, reply: (ack: PublishAck) => void): void {
+  add(e: EnvelopeMsg, onAck: (ack: PublishAck) => void): void {
+    this.waiting++;
+    // A client faster than Redis is not read from until its backlog here halves.
+    if (this.waiting >= MAX_WAITING && !this.paused) {
+      this.paused = true;
+      this.parts.stream.pause();
+    }
+    const reply = (ack: PublishAck) => {
+      this.waiting--;
+      if (this.paused && this.waiting <= MAX_WAITING / 2) {
+        this.paused = false;
+        this.parts.stream.resume();
+      }
+      onAck(ack);
+    };
     let envelope: Envelope;
     try {
       envelope = this.parts.checked(e);

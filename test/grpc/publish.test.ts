@@ -78,6 +78,15 @@ describe('gRPC publish without tokens', () => {
     for (const a of good) expect(byId.get(a.id)?.text('event_id')).toBe(a.eventId);
   });
 
+  it('PublishStream: more events than may wait at once (reading pauses and resumes) all acknowledged in order', async () => {
+    const events = Array.from({ length: 3000 }, (_, i) => toProto(spaceCreated(10_000 + i)));
+    const acks = await publishStream(client, events);
+    expect(acks.map((a) => a.eventId)).toEqual(events.map((e) => e.eventId));
+    expect(acks.filter((a) => a.error)).toEqual([]);
+    const seqs = acks.map((a) => Number(a.seq));
+    expect(seqs).toEqual(Array.from({ length: 3000 }, (_, i) => seqs[0]! + i));
+  }, 120_000);
+
   it('StreamEvents: publishes on a bidirectional stream, acknowledged one by one', async () => {
     const call = client.streamEvents(metadata());
     const published: PublishAck[] = [];
