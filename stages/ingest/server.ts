@@ -112,7 +112,11 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     done(
       req.routeOptions.config.open === true
         ? undefined
-        : guard.admit(req.headers.authorization, req.method === 'POST'),
+        : // An acknowledgement frees Redis (entries can be trimmed): not refused for its memory.
+          guard.admit(
+            req.headers.authorization,
+            req.method === 'POST' && req.routeOptions.url !== '/subscribe/ack',
+          ),
     ),
   );
   // A callback hook, not an async one: no promise and microtask per request.
