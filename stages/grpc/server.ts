@@ -21,6 +21,7 @@ import type { Config } from '../../pipeline/config.ts';
 import { StateLostError } from '../../pipeline/generation.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
+import { isOutOfMemory } from '../../pipeline/redis-memory.ts';
 import type { atlas } from '../../proto/gen/bus.js';
 import type { Accepted } from '../ingest/accept.ts';
 import type { Call, Door } from '../ingest/door.ts';
@@ -110,6 +111,11 @@ function refusalOf(err: unknown, log: Logger): Refusal {
       'the pipeline lost its state in Redis; nothing was accepted',
     );
   }
+  // Redis refused the write for want of memory (between two readings of the guard): nothing went in.
+  if (isOutOfMemory(err))
+    return new Refusal(status.RESOURCE_EXHAUSTED, 'redis_memory', 'Redis is out of memory; retry later', {
+      'retry-after': '1',
+    });
   if (isTransientRedisError(err))
     return new Refusal(
       status.UNAVAILABLE,
@@ -412,7 +418,9 @@ class Publisher {
       envelope = this.parts.checked(e);
     } catch (err) {
       // Refused alone, in its place: queued behind what came before it.
-      const ack = errorAck(e.eventId, refusalOf(err, this.parts.log));
+      const refusal = refusalOf(err, this.parts.log);
+      ingestMetrics.rejected.inc({ reason: refusal.wire });
+      const ack = errorAck(e.eventId, refusal);
       this.chain = this.chain.then(() => reply(ack));
       return;
     }
