@@ -382,14 +382,14 @@ interface PublisherParts {
 }
 
 /**
- * Events of one stream, accepted in the order they came: those that arrive within one turn of
- * the event loop go to the door together (at most ATLAS_MAX_BATCH_EVENTS per script call), and
- * each gets its own acknowledgement — an error one when it was refused.
+ * Events of one stream, accepted in the order they came, each with its own acknowledgement —
+ * an error one when it was refused.
  */
 class Publisher {
-  private batch: Array<{ envelope: Envelope; reply: (ack: PublishAck) => void }> = [];
-  private chain: Promise<void> = Promise.resolve();
-  private scheduled = false;
+  /** In arrival order: an envelope to append, or a refusal already made (its ack keeps its place). */
+  private queue: Array<{ envelope?: Envelope; refused?: PublishAck; reply: (ack: PublishAck) => void }> = [];
+  private sending = false;
+  private idle: Array<() => void> = [];
   private waiting = 0;
   private paused = false;
   private readonly parts: PublisherParts;
@@ -413,53 +413,56 @@ class Publisher {
       }
       onAck(ack);
     };
-    let envelope: Envelope;
     try {
-      envelope = this.parts.checked(e);
+      this.queue.push({ envelope: this.parts.checked(e), reply });
     } catch (err) {
-      // Refused alone, in its place: queued behind what came before it.
       const refusal = refusalOf(err, this.parts.log);
       ingestMetrics.rejected.inc({ reason: refusal.wire });
-      const ack = errorAck(e.eventId, refusal);
-      this.chain = this.chain.then(() => reply(ack));
-      return;
+      this.queue.push({ refused: errorAck(e.eventId, refusal), reply });
     }
-    this.batch.push({ envelope, reply });
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    void this.pump();
   }
 
   /** Settles once every event added so far has its acknowledgement. */
-  async drained(): Promise<void> {
-    while (this.scheduled) await new Promise((r) => setImmediate(r));
-    await this.chain;
+  drained(): Promise<void> {
+    if (!this.sending && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
   }
 
-  private flush(): void {
-    this.scheduled = false;
-    const taken = this.batch;
-    this.batch = [];
-    this.chain = this.chain.then(() => this.send(taken));
-  }
-
-  private async send(taken: Publisher['batch']): Promise<void> {
-    const { door, maxBatch } = this.parts;
-    for (let at = 0; at < taken.length; at += maxBatch) {
-      const part = taken.slice(at, at + maxBatch);
-      try {
-        this.parts.admit();
-        const accepted = await door.accept(
-          this.parts.call(),
-          part.map((p) => p.envelope),
-        );
-        for (const [i, p] of part.entries()) p.reply(ackOf(accepted[i]!));
-      } catch (err) {
-        const refusal = refusalOf(err, this.parts.log);
-        ingestMetrics.rejected.inc({ reason: refusal.wire });
-        for (const p of part) p.reply(errorAck(p.envelope.event_id, refusal));
+  /**
+   * One append at a time, in order: what arrives while one is in flight goes into the next
+   * (at most ATLAS_MAX_BATCH_EVENTS), so batches grow with the load and add no delay.
+   */
+  private async pump(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!;
+      if (head.refused) {
+        this.queue.shift();
+        head.reply(head.refused);
+        continue;
       }
+      let n = 0;
+      while (n < this.queue.length && n < this.parts.maxBatch && this.queue[n]!.envelope) n++;
+      await this.send(this.queue.splice(0, n));
+    }
+    this.sending = false;
+    for (const resolve of this.idle.splice(0)) resolve();
+  }
+
+  private async send(part: Publisher['queue']): Promise<void> {
+    try {
+      this.parts.admit();
+      const accepted = await this.parts.door.accept(
+        this.parts.call(),
+        part.map((p) => p.envelope as Envelope),
+      );
+      for (const [i, p] of part.entries()) p.reply(ackOf(accepted[i]!));
+    } catch (err) {
+      const refusal = refusalOf(err, this.parts.log);
+      ingestMetrics.rejected.inc({ reason: refusal.wire });
+      for (const p of part) p.reply(errorAck(p.envelope?.event_id, refusal));
     }
   }
 }
