@@ -14,7 +14,7 @@
 import { Redis } from 'ioredis';
 import { Generation } from '../pipeline/generation.ts';
 import { keys as keysFor } from '../pipeline/keys.ts';
-import { type AcceptOptions, accept, Door } from '../stages/ingest/accept.ts';
+import { type AcceptOptions, Acceptor, accept } from '../stages/ingest/accept.ts';
 import type { Envelope } from '../stages/ingest/envelope.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -32,7 +32,7 @@ const opts: AcceptOptions = {
   claimCheckBytes: 64 * 1024,
   generation: async () => ({ key: generation.key, token: generation.id }),
 };
-const door = new Door(redis, opts, 1000);
+const door = new Acceptor(redis, opts, 1000);
 
 let n = 0;
 function envelope(): Envelope {

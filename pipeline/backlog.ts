@@ -31,9 +31,16 @@ export async function groupsOf(redis: Redis, stream: string): Promise<GroupInfo[
   });
 }
 
-/** Unread plus unacknowledged entries of the slowest group (the whole stream when none reads it). */
-export async function backlog(redis: Redis, stream: string): Promise<number> {
-  const groups = await groupsOf(redis, stream);
+/**
+ * Unread plus unacknowledged entries of the slowest group (the whole stream when none reads it);
+ * `counts` picks the groups that count (default: all).
+ */
+export async function backlog(
+  redis: Redis,
+  stream: string,
+  counts: (group: string) => boolean = () => true,
+): Promise<number> {
+  const groups = (await groupsOf(redis, stream)).filter((g) => counts(g.name));
   if (groups.length === 0) return redis.xlen(stream);
   let worst = 0;
   for (const g of groups) {

@@ -98,6 +98,34 @@ export const settings = {
     z.string().min(1).default('127.0.0.1'),
     'Address the HTTP door binds; any but a loopback address needs ATLAS_AUTH_TOKENS',
   ],
+  ATLAS_GRPC_PORT: [
+    int(0),
+    'Port of the gRPC service `atlas.bus.Bus` (publish and subscribe), served by the ingest component; 0 = off',
+  ],
+  ATLAS_GRPC_HOST: [
+    z.string().min(1).default('127.0.0.1'),
+    'Address the gRPC service binds; any but a loopback address needs ATLAS_AUTH_TOKENS',
+  ],
+  ATLAS_GRPC_MAX_MESSAGE_BYTES: [
+    int(1048576, 1024),
+    'Largest gRPC message the service accepts (a publish above it is refused, like a body above ATLAS_MAX_BODY_BYTES)',
+  ],
+  ATLAS_SUBSCRIBE_MAX: [
+    int(64, 1),
+    'Subscribers (gRPC and SSE) one door process serves at once; more are refused',
+  ],
+  ATLAS_SUBSCRIBE_IN_FLIGHT: [
+    int(100, 1),
+    'Events a subscriber may hold unacknowledged; its delivery pauses at this many',
+  ],
+  ATLAS_SUBSCRIBE_REDELIVER_MS: [
+    int(30000, 100),
+    'An event delivered to a subscriber and not acknowledged this long goes to another member of its group',
+  ],
+  ATLAS_SUBSCRIBE_GROUP_TTL_S: [
+    int(86400, 1),
+    'A subscriber group no member has read from this long is deleted, so it stops holding the ingest stream',
+  ],
   ATLAS_AUTH_TOKENS: [
     tokens,
     'Bearer tokens of the door: comma-separated `name:sha256hex[:perSecond]` (`atlas token new`); empty = none',
@@ -232,6 +260,11 @@ const schema = z
   // Security by default: a door reachable from other machines must not be open to anyone.
   .refine((c) => isLoopback(c.ATLAS_HTTP_HOST) || c.ATLAS_AUTH_TOKENS.length > 0, {
     path: ['ATLAS_HTTP_HOST'],
+    message:
+      'is not a loopback address and ATLAS_AUTH_TOKENS is empty: make a token with `atlas token new <name>`',
+  })
+  .refine((c) => isLoopback(c.ATLAS_GRPC_HOST) || c.ATLAS_AUTH_TOKENS.length > 0, {
+    path: ['ATLAS_GRPC_HOST'],
     message:
       'is not a loopback address and ATLAS_AUTH_TOKENS is empty: make a token with `atlas token new <name>`',
   })

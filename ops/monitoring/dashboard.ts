@@ -63,6 +63,20 @@ const rows: Array<[string, Panel[]]> = [
         ],
       },
       {
+        title: 'Subscribers: deliveries and acks per second',
+        unit: 'ops',
+        targets: [
+          {
+            expr: `sum by (redelivered) (rate(atlas_subscriber_deliveries_total[${RATE}]))`,
+            legend: 'delivered (redelivered={{redelivered}})',
+          },
+          { expr: `sum(rate(atlas_subscriber_acks_total[${RATE}]))`, legend: 'acknowledged' },
+          { expr: 'sum(atlas_subscribers)', legend: 'subscribers' },
+          { expr: `sum(increase(atlas_subscriber_groups_expired_total[${RATE}]))`, legend: 'groups expired' },
+          { expr: `sum(increase(atlas_subscriber_events_lost_total[${RATE}]))`, legend: 'events lost' },
+        ],
+      },
+      {
         title: 'Sink: messages published per second',
         unit: 'ops',
         targets: [{ expr: `sum by (sink) (rate(atlas_sink_messages_total[${RATE}]))`, legend: '{{sink}}' }],

@@ -1,7 +1,7 @@
 /**
  * Accepting events: dedup, dense global `seq` and XADD happen atomically in one
  * append-idempotent.lua call, so a 202 means Redis has the entry. The events of concurrent
- * requests are merged into one call per event-loop turn (`Door`): at a few thousand requests
+ * requests are merged into one call per event-loop turn (`Acceptor`): at a few thousand requests
  * a second, one script call and one reply per request was a quarter of the door's CPU.
  */
 import { randomBytes } from 'node:crypto';
@@ -74,7 +74,7 @@ interface Waiting extends Prepared {
  * failed call fails every request in it, as it failed the one request before — all of them
  * answer 503 or 429 and their senders retry with the same event_ids.
  */
-export class Door {
+export class Acceptor {
   private readonly redis: Redis;
   private readonly opts: AcceptOptions;
   /** Most events in one merged call (a request larger than this still goes whole). */

@@ -44,6 +44,16 @@ export const InvalidEnvelopeError = createError<'ATLAS_INVALID_ENVELOPE', 400, [
   'the request has invalid fields',
   400,
 );
+export const InvalidProtobufError = createError<'ATLAS_INVALID_PROTOBUF', 400, [string]>(
+  'ATLAS_INVALID_PROTOBUF',
+  'the body is not a valid atlas.bus protobuf message: %s',
+  400,
+);
+export const TooManySubscribersError = createError<'ATLAS_TOO_MANY_SUBSCRIBERS', 429, [string]>(
+  'ATLAS_TOO_MANY_SUBSCRIBERS',
+  '%s',
+  429,
+);
 
 /** The `error` field of an answer, by error code; fastify's own errors are named here too. */
 const wireNames: Record<string, string> = {
@@ -53,6 +63,8 @@ const wireNames: Record<string, string> = {
   ATLAS_BACKPRESSURE: 'backpressure',
   ATLAS_JSON_TOO_DEEP: 'too_deep',
   ATLAS_INVALID_ENVELOPE: 'invalid_envelope',
+  ATLAS_INVALID_PROTOBUF: 'invalid_protobuf',
+  ATLAS_TOO_MANY_SUBSCRIBERS: 'too_many_subscribers',
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
 };

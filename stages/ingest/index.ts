@@ -1,9 +1,10 @@
-/** Stage `ingest`: the HTTP door as a component of the process. */
+/** Stage `ingest`: the HTTP door, and the gRPC door beside it (ATLAS_GRPC_PORT), as a component of the process. */
 import type { Config } from '../../pipeline/config.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
 import type { Component } from '../../pipeline/runtime.ts';
 import { redactUrl } from '../../pipeline/secrets.ts';
+import { type GrpcDoor, startGrpc } from '../grpc/server.ts';
 import { buildServer } from './server.ts';
 
 export function ingestComponent(
@@ -14,6 +15,7 @@ export function ingestComponent(
   // connection errors are logged (rate-limited) by connectFailFast; requests answer 503
   const redis = connectFailFast(config, 'atlas-ingest', log);
   const app = buildServer({ config, redis, log, ...(notReady ? { notReady } : {}) });
+  let grpc: GrpcDoor | undefined;
   return {
     name: 'ingest',
     start: async () => {
@@ -21,8 +23,14 @@ export function ingestComponent(
         log.warn({ url: redactUrl(config.REDIS_URL) }, 'Redis not reachable yet; answering 503 until it is');
       const address = await app.listen({ port: config.ATLAS_HTTP_PORT, host: config.ATLAS_HTTP_HOST });
       log.info({ address }, 'ingest listening');
+      if (config.ATLAS_GRPC_PORT > 0) {
+        const parts = { config, door: app.door, subscriptions: app.subscriptions, log };
+        grpc = await startGrpc(parts, config.ATLAS_GRPC_PORT, config.ATLAS_GRPC_HOST);
+        log.info({ port: grpc.port, host: config.ATLAS_GRPC_HOST }, 'gRPC listening');
+      }
     },
     stop: async () => {
+      await grpc?.stop();
       await app.close();
       redis.disconnect();
     },

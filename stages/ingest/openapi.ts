@@ -9,6 +9,7 @@ import { packageVersion } from '../../pipeline/version.ts';
 import { payloadSchemas } from '../validate/schemas.ts';
 import type { Accepted } from './accept.ts';
 import { envelopeSchema, type FieldError } from './envelope.ts';
+import { PROTOBUF } from './protobuf.ts';
 
 const acceptedSchema = z.object({
   event_id: z.string(),
@@ -58,15 +59,27 @@ function writeAnswers(accepted: string) {
   return {
     '202': json(accepted, 'accepted: Redis has the entries'),
     '200': json(accepted, 'every event was a duplicate of an accepted one; nothing was written'),
-    '400': json('Error', 'invalid envelope (field errors), malformed or too deeply nested JSON'),
+    '400': json(
+      'Error',
+      'invalid envelope (field errors), malformed or too deeply nested JSON, invalid protobuf',
+    ),
     '401': json('Error', 'a bearer token is required (ATLAS_AUTH_TOKENS) and was missing or wrong'),
     '413': json('Error', 'body over ATLAS_MAX_BODY_BYTES'),
-    '415': json('Error', 'not application/json'),
+    '415': json('Error', 'not application/json or application/x-protobuf'),
     '429': { ...json('Error', 'rate limit, backlog or Redis memory: retry later'), headers: retryAfter },
     '503': {
       ...json('Error', 'Redis unreachable or state lost: retry later with the same event_id'),
       headers: retryAfter,
     },
+  };
+}
+
+const NAME = '^[A-Za-z0-9_.-]{1,64}$';
+
+/** A protobuf body: the message of proto/bus.proto. */
+function protobufBody(message: string) {
+  return {
+    schema: { type: 'string', format: 'binary', description: `atlas.bus.${message} (proto/bus.proto)` },
   };
 }
 
@@ -95,7 +108,13 @@ export function openApiDocument({ maxBatch }: OpenApiOptions) {
       '/events': {
         post: {
           summary: 'accept one event',
-          requestBody: { required: true, content: { 'application/json': { schema: ref('Envelope') } } },
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': { schema: ref('Envelope') },
+              [PROTOBUF]: protobufBody('Envelope'),
+            },
+          },
           responses: writeAnswers('Accepted'),
         },
       },
@@ -108,6 +127,7 @@ export function openApiDocument({ maxBatch }: OpenApiOptions) {
               'application/json': {
                 schema: { type: 'array', items: ref('Envelope'), minItems: 1, maxItems: maxBatch },
               },
+              [PROTOBUF]: protobufBody('EnvelopeBatch'),
             },
           },
           responses: writeAnswers('BatchAccepted'),
@@ -127,6 +147,75 @@ export function openApiDocument({ maxBatch }: OpenApiOptions) {
             '200': json('Ready', 'ready'),
             '401': json('Error', 'a bearer token is required'),
             '503': json('Ready', 'not ready, with the reason'),
+          },
+        },
+      },
+      '/subscribe': {
+        get: {
+          summary:
+            'Server-Sent Events: the events of consumer group `group` for member `consumer`, at least once until acknowledged',
+          parameters: [
+            { name: 'group', in: 'query', required: true, schema: { type: 'string', pattern: NAME } },
+            { name: 'consumer', in: 'query', schema: { type: 'string', pattern: NAME } },
+            {
+              name: 'type',
+              in: 'query',
+              description: 'event types, comma-separated',
+              schema: { type: 'string' },
+            },
+            {
+              name: 'topic',
+              in: 'query',
+              description: '`*` one dot-separated segment, `**` the rest',
+              schema: { type: 'string' },
+            },
+            {
+              name: 'Last-Event-ID',
+              in: 'header',
+              description: "acknowledges the member's events up to this id",
+              schema: { type: 'string' },
+            },
+          ],
+          responses: {
+            '200': { description: 'the event stream', content: { 'text/event-stream': {} } },
+            '400': json('Error', 'a bad group, consumer or Last-Event-ID'),
+            '401': json('Error', 'a bearer token is required'),
+            '429': json('Error', 'the door serves ATLAS_SUBSCRIBE_MAX subscribers already'),
+          },
+        },
+      },
+      '/subscribe/ack': {
+        post: {
+          summary: 'acknowledge delivered events of a group',
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['group', 'ids'],
+                  properties: {
+                    group: { type: 'string' },
+                    ids: { type: 'array', items: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+          responses: {
+            '200': {
+              description: 'how many were pending',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    properties: { acknowledged: { type: 'integer' }, request_id: { type: 'string' } },
+                  },
+                },
+              },
+            },
+            '400': json('Error', 'not {group, ids}'),
+            '401': json('Error', 'a bearer token is required'),
           },
         },
       },

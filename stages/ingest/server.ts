@@ -26,7 +26,10 @@ import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
 import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { startWork } from '../../pipeline/tracing.ts';
-import { type Accepted, Door, traceparentFor } from './accept.ts';
+import { registerSubscribe } from '../subscribe/sse.ts';
+import { isSubscriberGroup, Subscriptions } from '../subscribe/subscriptions.ts';
+import { type Accepted, Acceptor, traceparentFor } from './accept.ts';
+import type { Call, Door } from './door.ts';
 import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
 import {
   BackpressureError,
@@ -42,6 +45,7 @@ import {
 import { nestsDeeperThan } from './json-depth.ts';
 import { ingestMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
+import { registerProtobuf } from './protobuf.ts';
 
 export interface IngestOptions {
   config: Config;
@@ -84,6 +88,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   });
   app.server.maxConnections = config.ATLAS_HTTP_MAX_CONNECTIONS;
   const backlogWatch = watchBacklog(redis, keys.stream(streams.ingest), config.ATLAS_HIGH_WATER);
+  const subscriptions = new Subscriptions(redis, keys, config, app.log as Logger);
   const memoryWatch = watchMemory(
     redis,
     config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT,
@@ -97,12 +102,23 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
   const generation = watchGeneration(redis, keys);
   app.addHook('onClose', async () => {
     backlogWatch.stop();
+    await subscriptions.close();
     generation.stop();
     memoryWatch.stop();
   });
   // Before the body is read: a refused request costs its sender, not us.
   const guard = guardFor(config, memoryWatch);
-  app.addHook('onRequest', (req, _reply, done) => done(guard(req)));
+  app.addHook('onRequest', (req, _reply, done) =>
+    done(
+      req.routeOptions.config.open === true
+        ? undefined
+        : // An acknowledgement frees Redis (entries can be trimmed): not refused for its memory.
+          guard.admit(
+            req.headers.authorization,
+            req.method === 'POST' && req.routeOptions.url !== '/subscribe/ack',
+          ),
+    ),
+  );
   // A callback hook, not an async one: no promise and microtask per request.
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
@@ -117,7 +133,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     );
     done();
   });
-  // Only JSON is accepted at the door: anything else is a 415.
+  // Only JSON and protobuf are accepted at the door: anything else is a 415.
   app.removeAllContentTypeParsers();
   const parseJson = app.getDefaultJsonParser('error', 'error');
   const maxDepth = config.ATLAS_MAX_JSON_DEPTH;
@@ -126,6 +142,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     if (nestsDeeperThan(text, maxDepth)) done(new TooDeepError(maxDepth), undefined);
     else parseJson(req, text, done);
   });
+  registerProtobuf(app, maxDepth);
   app.setErrorHandler((err: FastifyError, req, reply) => replyError(err, req, reply));
   app.setNotFoundHandler((req, reply) =>
     reply
@@ -139,31 +156,31 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     claimCheckBytes: config.ATLAS_CLAIM_CHECK_BYTES,
     generation: generation.fence,
   };
-  const door = new Door(redis, opts, config.ATLAS_MAX_BATCH_EVENTS);
-  const acceptAll = async (req: FastifyRequest, envelopes: Envelope[]): Promise<Accepted[]> => {
+  const acceptor = new Acceptor(redis, opts, config.ATLAS_MAX_BATCH_EVENTS);
+  const acceptAll = async (call: Call, envelopes: Envelope[]): Promise<Accepted[]> => {
     if (backlogWatch.over()) throw retryLater(new BackpressureError(), 1);
-    const header = req.headers.traceparent as string | undefined;
+    const header = call.traceparent;
     // The caller's trace goes on through this span; the entries carry the span's traceparent.
     const span = startWork(
       'ingest',
       SpanKind.SERVER,
       header,
       {
-        'http.request.method': req.method,
-        'http.route': req.routeOptions.url ?? req.url,
-        'atlas.request_id': req.id,
+        'http.request.method': call.method,
+        'http.route': call.route,
+        'atlas.request_id': call.requestId,
         'atlas.events': envelopes.length,
         ...(envelopes.length === 1 ? { 'atlas.event_id': envelopes[0]!.event_id } : {}),
       },
       () => traceparentFor(header),
     );
-    const context = { traceparent: span.traceparent, requestId: req.id };
-    const results = await door
+    const context = { traceparent: span.traceparent, requestId: call.requestId };
+    const results = await acceptor
       .accept(envelopes, context)
       .catch(async (err: unknown) => {
         // `atlas recover` may have just written the generation this door has not adopted yet.
         if (!(err instanceof StateLostError) || (await generation.refresh()) !== null) throw err;
-        return door.accept(envelopes, context);
+        return acceptor.accept(envelopes, context);
       })
       .catch((err: unknown) => {
         span.fail(err);
@@ -173,11 +190,20 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     for (const r of results) ingestMetrics.events.inc({ outcome: r.duplicate ? 'duplicate' : 'accepted' });
     return results;
   };
+  const callOf = (req: FastifyRequest): Call => ({
+    requestId: req.id,
+    traceparent: req.headers.traceparent as string | undefined,
+    method: req.method,
+    route: req.routeOptions.url ?? req.url,
+  });
+  app.decorate('door', { admit: guard.admit, accept: acceptAll } satisfies Door);
+  app.decorate('subscriptions', subscriptions);
+  registerSubscribe(app, subscriptions, config.ATLAS_HTTP_CONNECTION_TIMEOUT_MS / 2);
 
   app.post('/events', async (req, reply) => {
     const checked = checkEnvelope(req.body);
     if ('errors' in checked) throw invalidEnvelope(checked.errors);
-    const [r] = (await acceptAll(req, [checked.envelope])) as [Accepted];
+    const [r] = (await acceptAll(callOf(req), [checked.envelope])) as [Accepted];
     return reply.code(r.duplicate ? 200 : 202).send({ ...r, request_id: req.id });
   });
 
@@ -197,7 +223,7 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
       else envelopes.push(checked.envelope);
     });
     if (errors.length > 0) throw invalidEnvelope(errors);
-    const results = await acceptAll(req, envelopes);
+    const results = await acceptAll(callOf(req), envelopes);
     return reply.code(results.every((r) => r.duplicate) ? 200 : 202).send({ results, request_id: req.id });
   });
 
@@ -221,23 +247,24 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
 }
 
 /**
- * The checks of every request before its body is read: a bearer token (when tokens are
+ * The checks of every call before its body is read: a bearer token (when tokens are
  * configured) within its rate, and for writes, room in Redis. Returns the refusal, if any.
  */
-function guardFor(config: Config, memory: MemoryWatch): (req: FastifyRequest) => Error | undefined {
+function guardFor(config: Config, memory: MemoryWatch): Pick<Door, 'admit'> {
   const tokens = config.ATLAS_AUTH_TOKENS;
   const limiter = new RateLimiter();
   const full = `over ${config.ATLAS_REDIS_MEMORY_LIMIT_PERCENT}% of its memory limit`;
-  return (req) => {
-    if (req.routeOptions.config.open === true) return undefined;
-    if (tokens.length > 0) {
-      const token = tokenFor(tokens, req.headers.authorization);
-      if (!token) return unauthorized(req.headers.authorization);
-      const wait = limiter.take(token);
-      if (wait > 0) return retryLater(new RateLimitedError(token.name, token.ratePerSecond), wait);
-    }
-    if (req.method === 'POST' && memory.over() !== null) return retryLater(new RedisFullError(full), 1);
-    return undefined;
+  return {
+    admit: (authorization, write) => {
+      if (tokens.length > 0) {
+        const token = tokenFor(tokens, authorization);
+        if (!token) return unauthorized(authorization);
+        const wait = limiter.take(token);
+        if (wait > 0) return retryLater(new RateLimitedError(token.name, token.ratePerSecond), wait);
+      }
+      if (write && memory.over() !== null) return retryLater(new RedisFullError(full), 1);
+      return undefined;
+    },
   };
 }
 
@@ -315,7 +342,8 @@ interface BacklogWatch {
 function watchBacklog(redis: Redis, stream: string, highWater: number): BacklogWatch {
   let behind = 0;
   const refresh = () =>
-    backlog(redis, stream).then(
+    // Subscribers are not the pipeline: a slow one must not stop publishing (their groups expire).
+    backlog(redis, stream, (group) => !isSubscriberGroup(group)).then(
       (n) => {
         behind = n;
       },

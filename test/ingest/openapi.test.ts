@@ -62,10 +62,13 @@ describe('the OpenAPI document of the door', () => {
       '/health',
       '/openapi.json',
       '/ready',
+      '/subscribe',
+      '/subscribe/ack',
     ]);
     for (const path of ['/events', '/events/batch']) {
       const post = doc.paths[path].post;
       expect(post.requestBody.content['application/json'].schema).toBeDefined();
+      expect(post.requestBody.content['application/x-protobuf'].schema).toMatchObject({ format: 'binary' });
       expect(Object.keys(post.responses).sort()).toEqual([
         '200',
         '202',
