@@ -5,6 +5,8 @@
 import { createServer } from 'node:http';
 import { tokenFor } from './auth.ts';
 import type { Config } from './config.ts';
+import { ControlRunner } from './control.ts';
+import { runtimeJobs } from './control-jobs.ts';
 import { keys } from './keys.ts';
 import type { Logger } from './log.ts';
 import { registry } from './metrics.ts';
@@ -35,6 +37,7 @@ export async function stageComponent(
   const ctx: StageContext = { config, redis, keys: keys(config.ATLAS_PREFIX), log, lease };
   const stage = await factory(ctx);
   worker = new Worker(stage, redis, ctx.keys, config, log);
+  const control = controlOf(worker, stage, ctx, config, log);
   let running: Promise<void> | undefined;
   return {
     name: stage.name,
@@ -45,9 +48,36 @@ export async function stageComponent(
     stop: async () => {
       await worker.stop();
       await running;
+      await control.close();
       redis.disconnect();
     },
     notReady: () => worker.notReady(),
+  };
+}
+
+/** The stage's control jobs (its own and the runtime's), run by its worker between batches. */
+function controlOf(
+  worker: Worker,
+  stage: Awaited<ReturnType<StageFactory>>,
+  ctx: StageContext,
+  config: Config,
+  log: Logger,
+): { close(): Promise<void> } {
+  const connection = connectWorker(config, 'atlas-control', log);
+  const runner = new ControlRunner({
+    stage: stage.name,
+    handlers: { ...runtimeJobs(stage, ctx.keys), ...stage.jobs },
+    connection,
+    keys: ctx.keys,
+    log: log.child({ stage: stage.name, component: 'control' }),
+  });
+  worker.betweenBatches = () =>
+    runner.runDue({ redis: ctx.redis, keys: ctx.keys, commit: (fill) => worker.commitJob(fill) });
+  return {
+    close: async () => {
+      await runner.close();
+      connection.disconnect();
+    },
   };
 }
 

@@ -22,9 +22,11 @@ import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
 import { entryLog, type Logger } from './log.ts';
 import { metrics } from './metrics.ts';
+import { isPaused } from './pause.ts';
 import { connectFailFast, isTransientRedisError } from './redis.ts';
+import { replayedDeadKey } from './replay.ts';
 import { Resequencer } from './resequencer.ts';
-import { trimAcknowledged } from './retention.ts';
+import { retainFor, trimAcknowledged } from './retention.ts';
 import { type Fence, FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
 import { type EntrySpans, entrySpans, noSpans } from './tracing.ts';
 import { ProgressWatch, type Verdict } from './watchdog.ts';
@@ -56,6 +58,15 @@ export class Worker {
   private stopping = false;
   private active = false;
   private paused = false;
+  /** Paused by an operator (`atlas pause`): reads nothing, stays active and ready to resume. */
+  private held = false;
+  /** A replay is re-reading entries some of which this stage dead-lettered already. */
+  private replayingDead = false;
+  /**
+   * Called by the active instance between batches, a safe point where nothing is in flight:
+   * the control plane runs the stage's jobs there.
+   */
+  betweenBatches: (() => Promise<void>) | undefined;
   /** Some of our own pending entries are not in memory: read our PEL again. */
   private spilled = false;
   /** Where the current pass over our own PEL stands ('-' = no pass under way). */
@@ -143,6 +154,7 @@ export class Worker {
     if (this.beatFailed) return 'Redis unreachable';
     if (this.stalled)
       return `stalled: no progress for over ${this.config.ATLAS_STALL_MS} ms with work waiting`;
+    if (this.held) return `paused by an operator (atlas resume ${this.stage.name})`;
     return this.stage.notReady?.() ?? (this.paused ? 'output over high-water mark' : null);
   }
 
@@ -224,7 +236,11 @@ export class Worker {
       if (this.active && !this.lost) {
         const work = await this.input.waitingWork(this.side);
         this.onVerdict(
-          this.watch.assess({ now, work, excused: this.paused || this.stage.notReady?.() != null }),
+          this.watch.assess({
+            now,
+            work,
+            excused: this.paused || this.held || this.stage.notReady?.() != null,
+          }),
         );
       } else this.watch.progressed(now);
       const beat: Beat = {
@@ -235,7 +251,11 @@ export class Worker {
         role: this.lost ? 'lost' : this.active ? 'active' : 'standby',
         progress_at: this.watch.lastProgressAt,
         stalled: this.stalled,
-        problem: this.lost ? `state lost: ${this.lost}` : (this.stage.notReady?.() ?? null),
+        problem: this.lost
+          ? `state lost: ${this.lost}`
+          : this.held
+            ? 'paused by an operator'
+            : (this.stage.notReady?.() ?? null),
         at: now,
       };
       await publishBeat(this.side, this.keys, beat, BEAT_MS * 3);
@@ -315,7 +335,7 @@ export class Worker {
   }
 
   private orderKey(): string {
-    return this.keys.of('order', this.stage.name);
+    return orderKey(this.keys, this.stage.name);
   }
 
   private async restoreOrder(): Promise<Resequencer<Item>> {
@@ -343,6 +363,7 @@ export class Worker {
         await this.runTick();
         const entries = await this.nextEntries();
         if (entries.length > 0) await this.process(entries);
+        if (this.active) await this.betweenBatches?.();
         this.failures = 0;
       } catch (err) {
         await this.onLoopError(err);
@@ -416,6 +437,10 @@ export class Worker {
    * (page by page, one pass over our PEL), then new ones.
    */
   private async nextEntries(): Promise<Entry[]> {
+    if (this.held) {
+      await sleep(Math.min(200, this.config.ATLAS_BLOCK_MS));
+      return [];
+    }
     const now = Date.now();
     if (now - this.lastClaim >= this.config.ATLAS_CLAIM_IDLE_MS / 2) {
       const claimed = await this.input.claimStale(this.takeOverAll ? 0 : this.config.ATLAS_CLAIM_IDLE_MS);
@@ -456,9 +481,13 @@ export class Worker {
     return this.input.readNew(block);
   }
 
+  /** Ids of the batch in hand that a replay re-reads and this stage dead-lettered already. */
+  private deadAlready = new Set<string>();
+
   private async process(entries: Entry[]): Promise<void> {
     const started = performance.now();
     metrics.entriesIn.inc({ stage: this.stage.name }, entries.length);
+    this.deadAlready = await this.replayedDead(entries);
     const items = await this.persist(() => this.screen(entries));
     // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
     const pre = this.newCommit();
@@ -518,6 +547,20 @@ export class Worker {
         await this.resetStage().catch(() => {});
       }
     }
+  }
+
+  private async replayedDead(entries: Entry[]): Promise<Set<string>> {
+    if (!this.replayingDead) return new Set();
+    const ids = entries.map((e) => e.id);
+    const member = await this.redis.smismember(replayedDeadKey(this.keys, this.stage.name), ...ids);
+    return new Set(ids.filter((_, i) => member[i] === 1));
+  }
+
+  /** Applies a control job's writes as one step of this stage (fenced, generation-checked). */
+  async commitJob(fill: (step: Step) => void | Promise<void>): Promise<void> {
+    const commit = this.newCommit();
+    await fill(this.stepFor(commit));
+    await this.commit(commit);
   }
 
   /** Poison and unreadable blobs are found before the stage sees anything. */
@@ -669,8 +712,13 @@ export class Worker {
   }
 
   private deadLetterInto(commit: Commit, entry: Entry, reason: string, error: unknown): void {
-    commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
-    commit.write('HINCRBY', this.keys.dlqCounts, `${this.stage.name}|${reason}`, '1');
+    if (this.deadAlready.has(entry.id)) {
+      // Replayed, and dead-lettered before: the DLQ keeps the first one, not a copy per replay.
+      commit.write('SREM', replayedDeadKey(this.keys, this.stage.name), entry.id);
+    } else {
+      commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
+      commit.write('HINCRBY', this.keys.dlqCounts, `${this.stage.name}|${reason}`, '1');
+    }
     if (this.stage.marker && this.stage.output) {
       const marker: Fields = { skip: reason };
       for (const f of this.stage.marker) {
@@ -694,6 +742,18 @@ export class Worker {
     await this.commit(commit);
   }
 
+  /** An operator's pause, and a replay under way over dead-lettered entries. */
+  private async readControlKeys(): Promise<void> {
+    const [held, replaying] = await Promise.all([
+      isPaused(this.redis, this.keys, this.stage.name),
+      this.redis.exists(replayedDeadKey(this.keys, this.stage.name)),
+    ]);
+    if (held !== this.held) this.log.warn(held ? 'paused by an operator' : 'resumed by an operator');
+    this.held = held;
+    this.replayingDead = replaying === 1;
+    metrics.stagePaused.set({ stage: this.stage.name }, held ? 1 : 0);
+  }
+
   /** Backpressure, retention and gauges, about once a second. */
   private async housekeeping(): Promise<void> {
     if (Date.now() - this.lastHousekeeping < HOUSEKEEPING_MS) return;
@@ -708,9 +768,21 @@ export class Worker {
       this.paused = paused;
       metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
     }
-    await trimAcknowledged(this.redis, this.keys, this.inputKey, this.config.ATLAS_RETAIN_ENTRIES);
+    await this.readControlKeys();
+    await trimAcknowledged(
+      this.redis,
+      this.keys,
+      this.inputKey,
+      retainFor(this.config, this.stage.input),
+      (await this.stage.inputFloor?.()) ?? undefined,
+    );
     await trimDeadLetters(this.redis, this.keys, this.config, this.log);
   }
+}
+
+/** Where an order-sensitive stage stands: per order key, the next `seq` it will apply. */
+export function orderKey(keys: Keys, stage: string): string {
+  return keys.of('order', stage);
 }
 
 /** Faults that say "try again later", not "this entry is bad". */

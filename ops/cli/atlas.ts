@@ -13,13 +13,7 @@ import {
   settingsValues,
 } from '../../pipeline/config.ts';
 import { listDeadLetters, purge, redrive, showDeadLetter } from '../../pipeline/dlq.ts';
-import {
-  describeHealth,
-  describeStreams,
-  printHealth,
-  replay,
-  replayRefusal,
-} from '../../pipeline/inspect.ts';
+import { describeHealth, describeStreams, printHealth } from '../../pipeline/inspect.ts';
 import { keys } from '../../pipeline/keys.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { connectFailFast, whenReady } from '../../pipeline/redis.ts';
@@ -29,6 +23,7 @@ import { jsonView, textView } from '../../stages/canonical/show.ts';
 import { canonicalStore, readCurrent } from '../../stages/canonical/store.ts';
 import { stageNames } from '../../stages/index.ts';
 import { normalizeHex } from '../../stages/topology/ids.ts';
+import { registerControl } from './control.ts';
 import { CliError, UsageError } from './errors.ts';
 import { kafkaInit, tail } from './output.ts';
 import { runStages } from './process.ts';
@@ -115,30 +110,7 @@ program
     }
   });
 
-program
-  .command('replay')
-  .description('make a stage read its input again from a stream offset (an entry id, or 0 for the start)')
-  .argument('<stage>')
-  .requiredOption('--from <id>', 'stream entry id to replay after')
-  .action(async (stage: string, opts: { from: string }) => {
-    const { workerStages } = await import('../../stages/index.ts');
-    const factory = workerStages[stage];
-    if (!factory) throw new UsageError(`no stream worker named ${stage}`);
-    await withRedis(async (redis, k) => {
-      const config = loadConfig();
-      const s = await factory({
-        config,
-        redis,
-        keys: k,
-        log: createLogger('silent'),
-        lease: () => undefined,
-      });
-      const refused = await replayRefusal(redis, k.stream(s.input), opts.from);
-      if (refused) throw new UsageError(refused);
-      await replay(redis, k.stream(s.input), s.name, opts.from);
-      console.log(`stage ${stage} will read ${k.stream(s.input)} again after ${opts.from}`);
-    });
-  });
+registerControl(program);
 
 const dlq = program.command('dlq').description('the dead-letter stream');
 dlq
