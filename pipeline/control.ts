@@ -8,7 +8,7 @@
  * A job that commits writes records its result in the same atomic step (`{prefix}:control:done:<id>`):
  * a retry after that commit reports the recorded result instead of doing the work twice.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Worker as BullWorker, type Job, type JobType, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.ts';
@@ -63,8 +63,9 @@ export function controlPrefix(keys: Keys): string {
   return keys.of('control');
 }
 
+/** Outside BullMQ's own keys (`{prefix}:control:<stage>:…`), whatever ids it makes. */
 export function doneKey(keys: Keys, jobId: string): string {
-  return keys.of('control', 'done', jobId);
+  return keys.of('control-done', jobId);
 }
 
 /** The queue a stage's jobs go to (the CLI's side); close it after use. */
@@ -74,6 +75,8 @@ export function controlQueue(redis: Redis, keys: Keys, stage: string): Queue {
 
 export async function enqueue(queue: Queue, kind: string, data: Record<string, unknown>): Promise<Job> {
   return queue.add(kind, data, {
+    // Unique across the stages' queues (BullMQ numbers each queue from 1): `atlas jobs <id>` finds one.
+    jobId: `${queue.name}-${kind}-${randomBytes(4).toString('hex')}`,
     attempts: ATTEMPTS,
     backoff: { type: 'fixed', delay: 1000 },
     removeOnComplete: { count: 1000 },

@@ -79,7 +79,10 @@ it('replay: preview, refusals, execute without doubling the DLQ; pause and resum
   expect(run.stdout).toContain(`re-reads ${GOOD + BAD} entries`);
   expect(run.stdout).toContain(`${BAD} of them already dead-lettered`);
   await eventually(async () => (await fx.redis.xlen(validated())) === 2 * (GOOD + BAD), 30_000);
-  await eventually(async () => (await fx.redis.exists(fx.keys.of('replayed-dead', 'validate'))) === 0, 30_000);
+  await eventually(
+    async () => (await fx.redis.exists(fx.keys.of('replayed-dead', 'validate'))) === 0,
+    30_000,
+  );
   expect(await fx.redis.xlen(fx.keys.dlq)).toBe(BAD);
   expect(await fx.redis.hgetall(fx.keys.dlqCounts)).toEqual({ 'validate|invalid_payload': String(BAD) });
 
@@ -101,7 +104,11 @@ it('replay: preview, refusals, execute without doubling the DLQ; pause and resum
 
   // Every job listed, finished, with its result.
   const jobs = await atlasOn(fx.prefix, ['jobs', '--json']);
-  const listed = JSON.parse(jobs.stdout) as Array<{ kind: string; state: string; result: { summary: string } }>;
+  const listed = JSON.parse(jobs.stdout) as Array<{
+    kind: string;
+    state: string;
+    result: { summary: string };
+  }>;
   expect(listed.map((j) => [j.kind, j.state])).toEqual([
     ['resume', 'completed'],
     ['pause', 'completed'],
