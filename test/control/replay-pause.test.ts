@@ -7,6 +7,7 @@
  */
 import { afterAll, expect, it } from 'vitest';
 import { groupsOf } from '../../pipeline/backlog.ts';
+import { deletePipelineKeys } from '../../pipeline/cleanup.ts';
 import { streams } from '../../pipeline/keys.ts';
 import { metrics } from '../../pipeline/metrics.ts';
 import { createValidate } from '../../stages/validate/index.ts';
@@ -14,7 +15,7 @@ import { testConfig } from '../support/config.ts';
 import { acceptEvents, atlasOn } from '../support/control.ts';
 import { envelope, spaceCreated } from '../support/events.ts';
 import { eventually, stays } from '../support/eventually.ts';
-import { useRedis } from '../support/redis.ts';
+import { keysMatching, useRedis } from '../support/redis.ts';
 import { startStage, stopStages } from '../support/workers.ts';
 
 const fx = useRedis('control-replay');
@@ -114,6 +115,12 @@ it('replay: preview, refusals, execute without doubling the DLQ; pause and resum
     ['pause', 'completed'],
     ['replay', 'completed'],
   ]);
-  const missing = await atlasOn(fx.prefix, ['jobs', '999999']);
+  const missing = await atlasOn(fx.prefix, ['jobs', 'validate-replay-00000000']);
   expect(missing.code).toBe(3);
+
+  // The control queue's keys are the pipeline's: deleting the prefix's keys removes them all.
+  await stage.stop();
+  expect((await keysMatching(fx.redis, `{${fx.prefix}}:control:validate:*`)).length).toBeGreaterThan(0);
+  await deletePipelineKeys(fx.redis, fx.keys);
+  expect(await keysMatching(fx.redis, `*${fx.prefix}*`)).toEqual([]);
 }, 240_000);
