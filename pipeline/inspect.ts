@@ -1,6 +1,7 @@
 /** A readable view of XINFO for every stream of the pipeline (`atlas streams`), and its health. */
 import type { Redis } from 'ioredis';
 import { groupsOf } from './backlog.ts';
+import { controlPrefix } from './control.ts';
 import { generationKeys, LOST_PREFIX } from './generation.ts';
 import { type Beat, pipelineProblems, readBeats } from './heartbeat.ts';
 import type { Keys } from './keys.ts';
@@ -34,7 +35,9 @@ export async function streamKeys(redis: Redis, keys: Keys): Promise<string[]> {
     found.push(...batch);
     cursor = next;
   } while (cursor !== '0');
-  return found.sort();
+  // The control queues' event streams are BullMQ's bookkeeping, not the pipeline's data.
+  const control = `${controlPrefix(keys)}:`;
+  return found.filter((k) => !k.startsWith(control)).sort();
 }
 
 export async function describeStreams(redis: Redis, keys: Keys): Promise<StreamView[]> {

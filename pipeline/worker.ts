@@ -60,8 +60,6 @@ export class Worker {
   private paused = false;
   /** Paused by an operator (`atlas pause`): reads nothing, stays active and ready to resume. */
   private held = false;
-  /** A replay is re-reading entries some of which this stage dead-lettered already. */
-  private replayingDead = false;
   /**
    * Called by the active instance between batches, a safe point where nothing is in flight:
    * the control plane runs the stage's jobs there.
@@ -549,8 +547,12 @@ export class Worker {
     }
   }
 
+  /**
+   * Asked per batch, not once a second: a replay's set must be seen by the very next read of
+   * every instance. Order-sensitive stages are never replayed (they are rebuilt).
+   */
   private async replayedDead(entries: Entry[]): Promise<Set<string>> {
-    if (!this.replayingDead) return new Set();
+    if (this.stage.order) return new Set();
     const ids = entries.map((e) => e.id);
     const member = await this.redis.smismember(replayedDeadKey(this.keys, this.stage.name), ...ids);
     return new Set(ids.filter((_, i) => member[i] === 1));
@@ -742,15 +744,11 @@ export class Worker {
     await this.commit(commit);
   }
 
-  /** An operator's pause, and a replay under way over dead-lettered entries. */
+  /** An operator's pause (atlas pause / resume). */
   private async readControlKeys(): Promise<void> {
-    const [held, replaying] = await Promise.all([
-      isPaused(this.redis, this.keys, this.stage.name),
-      this.redis.exists(replayedDeadKey(this.keys, this.stage.name)),
-    ]);
+    const held = await isPaused(this.redis, this.keys, this.stage.name);
     if (held !== this.held) this.log.warn(held ? 'paused by an operator' : 'resumed by an operator');
     this.held = held;
-    this.replayingDead = replaying === 1;
     metrics.stagePaused.set({ stage: this.stage.name }, held ? 1 : 0);
   }
 

@@ -176,7 +176,9 @@ function registerJobs(program: Command): void {
       if (jobs.length === 0) return console.log('no control jobs');
       const table = new Table({
         head: ['id', 'stage', 'job', 'state', 'progress', 'tries', 'created', 'result / reason'],
-        style: { head: [], border: [] },
+        style: { head: [], border: [], compact: true },
+        colWidths: [null, null, null, null, null, null, null, 72],
+        wordWrap: true,
       });
       for (const j of jobs)
         table.push([
