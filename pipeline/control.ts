@@ -58,6 +58,8 @@ const LOCK_MS = 5000;
 /** How often instances look for jobs whose holder died. */
 const STALLED_CHECK_MS = 3000;
 const ATTEMPTS = 3;
+/** How often an active instance asks for a job: not on every batch, a busy stage runs many a second. */
+const POLL_MS = 250;
 
 export function controlPrefix(keys: Keys): string {
   return keys.of('control');
@@ -164,6 +166,7 @@ export class ControlRunner {
   private readonly opts: RunnerOptions;
   private readonly bull: BullWorker;
   private readonly token = randomUUID();
+  private lastPoll = 0;
 
   constructor(opts: RunnerOptions) {
     this.opts = opts;
@@ -182,6 +185,8 @@ export class ControlRunner {
 
   /** Runs the stage's waiting jobs, one after another; `ctx` writes as the stage does. */
   async runDue(ctx: BaseContext): Promise<void> {
+    if (Date.now() - this.lastPoll < POLL_MS) return;
+    this.lastPoll = Date.now();
     for (;;) {
       const job = (await this.bull.getNextJob(this.token, { block: false })) as Job | undefined;
       if (!job) return;

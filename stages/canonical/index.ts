@@ -8,7 +8,7 @@ import { JobRefused } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { streams } from '../../pipeline/keys.ts';
 import type { StageFactory, Step } from '../../pipeline/stage.ts';
-import { freshTraceparent } from '../transitive/rebuild.ts';
+import { freshTraceparent } from '../topology/traceparent.ts';
 import { latestGraphs } from './latest.ts';
 import { canonicalStore, type Emitted, loadEmitted, recordEmission } from './store.ts';
 

@@ -10,10 +10,11 @@ import { streams } from '../../pipeline/keys.ts';
 import { Rejection, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { TopologyEvent } from '../topology/events.ts';
 import { toWire } from '../topology/graph-wire.ts';
+import { freshTraceparent } from '../topology/traceparent.ts';
 import { checkpointKeys, loadOutSeq, loadState, writeDelta } from './checkpoint.ts';
 import type { Canonical } from './domain/canonical-tree.ts';
 import { TopologyGraph } from './domain/topology-graph.ts';
-import { appliedUpTo, freshTraceparent, rebuildGraph, stateDifference, writeState } from './rebuild.ts';
+import { appliedUpTo, rebuildGraph, stateDifference, writeState } from './rebuild.ts';
 import { floorNow, listSnapshots, type SnapshotRef, snapshotKeys, writeSnapshot } from './snapshot.ts';
 
 export const createTransitive: StageFactory = ({ config, redis, keys, log }) => {

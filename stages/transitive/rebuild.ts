@@ -5,7 +5,6 @@
  * checkpoint, and every root's graph is sent on marked `rebuild`: canonical compares it with
  * what it last emitted, so downstream gets exactly the graphs that differ.
  */
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { resolveBlobs } from '../../pipeline/claim-check.ts';
 import { JobRefused } from '../../pipeline/control.ts';
@@ -150,9 +149,4 @@ export function stateDifference(a: GraphState, b: GraphState): number {
       b.topicEdges.map((e) => e.join('|')),
     )
   );
-}
-
-/** A fresh, unsampled W3C traceparent for outputs no request caused. */
-export function freshTraceparent(): string {
-  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-00`;
 }
