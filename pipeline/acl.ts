@@ -53,10 +53,13 @@ function stageRules(k: Keys): string[] {
   return [
     `~${k.of('*')}`,
     ...DATA,
+    // the control queue (BullMQ keeps its jobs in lists and sorted sets under the prefix)
+    '+@list',
+    '+@sortedset',
     '-@dangerous',
-    // destroying a group or moving its position is what replay and clean-up do: the operator's
+    // destroying a group is clean-up's, the operator's; moving its position (XGROUP SETID) is a
+    // replay job, which the stage runs for the operator
     '-xgroup|destroy',
-    '-xgroup|setid',
     ...CONNECTION,
     ...SCRIPTS,
   ];

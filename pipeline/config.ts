@@ -63,6 +63,20 @@ export function isLoopback(host: string): boolean {
 }
 
 const flag = z.stringbool().default(false);
+/** `stream=entries,…` → a map; a bad pair names itself. */
+const retainMap = z
+  .string()
+  .default('')
+  .transform((list, ctx): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const pair of list.split(',').map((p) => p.trim())) {
+      if (pair === '') continue;
+      const m = /^([A-Za-z0-9_.-]+)=(\d{1,12})$/.exec(pair);
+      if (m) out[m[1]!] = Number(m[2]);
+      else ctx.addIssue({ code: 'custom', message: `not stream=entries: ${pair}` });
+    }
+    return out;
+  });
 /** A missing CA file is a setting error at start, not a connection failure later. */
 const pemFile = z
   .string()
@@ -182,6 +196,15 @@ export const settings = {
     int(100000, 0),
     'Acknowledged entries kept per stream for replay; never trims unacknowledged ones',
   ],
+  ATLAS_RETAIN_STREAMS: [
+    retainMap,
+    'Per-stream overrides of ATLAS_RETAIN_ENTRIES, as stream=entries pairs (e.g. `validated=500000,ingest=10000`)',
+  ],
+  ATLAS_SNAPSHOT_EVERY: [
+    int(10000, 0),
+    'A stateful stage snapshots its state every this many entries (0 = only on an `atlas snapshot` job)',
+  ],
+  ATLAS_SNAPSHOT_KEEP: [int(3, 1), 'Snapshots kept per stateful stage (the oldest go first)'],
   ATLAS_SHUTDOWN_MS: [int(10000, 100), 'Bound on a graceful stop'],
   ATLAS_DEDUP_WINDOW_S: [int(7 * 24 * 3600, 1), 'How long an accepted event_id is remembered'],
   ATLAS_MAX_BODY_BYTES: [int(4 * 1024 * 1024, 1024), 'Largest request body ingest accepts (413 above)'],

@@ -1,10 +1,10 @@
-/** A readable view of XINFO for every stream of the pipeline (`atlas streams`), and replay. */
+/** A readable view of XINFO for every stream of the pipeline (`atlas streams`), and its health. */
 import type { Redis } from 'ioredis';
 import { groupsOf } from './backlog.ts';
+import { controlPrefix } from './control.ts';
 import { generationKeys, LOST_PREFIX } from './generation.ts';
 import { type Beat, pipelineProblems, readBeats } from './heartbeat.ts';
 import { type Keys, streams } from './keys.ts';
-import { compareStreamIds } from './retention.ts';
 
 export interface StreamView {
   stream: string;
@@ -35,7 +35,9 @@ export async function streamKeys(redis: Redis, keys: Keys): Promise<string[]> {
     found.push(...batch);
     cursor = next;
   } while (cursor !== '0');
-  return found.sort();
+  // The control queues' event streams are BullMQ's bookkeeping, not the pipeline's data.
+  const control = `${controlPrefix(keys)}:`;
+  return found.filter((k) => !k.startsWith(control)).sort();
 }
 
 /** Where a stream comes in the pipeline: its known streams in order, then the others (outputs, tests) by name. */
@@ -94,27 +96,6 @@ export async function knownPrefixes(redis: Redis): Promise<string[]> {
     cursor = next;
   } while (cursor !== '0');
   return [...found].sort();
-}
-
-/**
- * Replays a stage from a stream offset: its group reads again everything after `fromId`
- * ('0' = the start of what is retained). Order-sensitive stages drop what they have already
- * applied, so a replay of those only re-processes entries past their checkpoint.
- */
-export async function replay(redis: Redis, stream: string, group: string, fromId: string): Promise<void> {
-  await redis.xgroup('SETID', stream, group, fromId);
-}
-
-/** Why a replay from `fromId` is refused (not an id, or past the stream's end), or null. */
-export async function replayRefusal(redis: Redis, stream: string, fromId: string): Promise<string | null> {
-  if (fromId === '0') return null;
-  if (!/^\d+(-\d+)?$/.test(fromId))
-    return `--from ${fromId} is not a stream entry id (ms-seq, or 0 for the start)`;
-  const [newest] = await redis.xrevrange(stream, '+', '-', 'COUNT', 1);
-  const last = newest?.[0] ?? '0-0';
-  if (compareStreamIds(fromId.includes('-') ? fromId : `${fromId}-0`, last) > 0)
-    return `--from ${fromId} is past the end of ${stream} (its newest entry is ${last}): nothing would be replayed`;
-  return null;
 }
 
 export interface Health {

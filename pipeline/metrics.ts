@@ -56,6 +56,12 @@ export const metrics = {
     labelNames,
     registers: [registry],
   }),
+  stagePaused: new Gauge({
+    name: 'atlas_stage_paused',
+    help: 'Whether an operator paused the stage (atlas pause): 1 = it reads nothing until atlas resume',
+    labelNames,
+    registers: [registry],
+  }),
   paused: new Gauge({
     name: 'atlas_backpressure_paused',
     help: '1 while the stage instance does not read because its output is over ATLAS_HIGH_WATER',

@@ -1,7 +1,6 @@
 /**
- * A paused stage: a flag in Redis that the stage's instances read between batches (the control
- * plane sets and clears it) and that `atlas streams` and /ready show. One place defines the key,
- * so the writer and every reader agree on it.
+ * An operator's pause of a stage (`atlas pause`): its instances keep running (lease, heartbeat,
+ * /ready) but read nothing until `atlas resume`. One key per stage, so every instance sees it.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.ts';

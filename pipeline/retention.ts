@@ -4,6 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { type GroupInfo, groupsOf } from './backlog.ts';
+import type { Config } from './config.ts';
 import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
 
@@ -24,15 +25,25 @@ export async function acknowledgedBelow(
   return cutoff;
 }
 
+/** Entries kept of a stream: its ATLAS_RETAIN_STREAMS entry, else ATLAS_RETAIN_ENTRIES. */
+export function retainFor(
+  config: Pick<Config, 'ATLAS_RETAIN_ENTRIES' | 'ATLAS_RETAIN_STREAMS'>,
+  stream: string,
+): number {
+  return config.ATLAS_RETAIN_STREAMS[stream] ?? config.ATLAS_RETAIN_ENTRIES;
+}
+
 /**
  * Deletes the oldest acknowledged entries beyond the newest `retain` of them, at most PER_CALL
- * per call. Cheap when there is nothing to do (XLEN and XINFO): it runs every second per stage.
+ * per call, never `floor` or anything after it (what a stage still needs to rebuild its state).
+ * Cheap when there is nothing to do (XLEN and XINFO): it runs every second per stage.
  */
 export async function trimAcknowledged(
   redis: Redis,
   keys: Keys,
   stream: string,
   retain: number,
+  floor?: string,
 ): Promise<number> {
   const length = await redis.xlen(stream);
   if (length <= retain) return 0;
@@ -42,8 +53,9 @@ export async function trimAcknowledged(
   const unacknowledged = Math.max(...groups.map((g) => (g.lag ?? length) + g.pending));
   const count = Math.min(PER_CALL, length - retain - unacknowledged);
   if (count <= 0) return 0;
-  const cutoff = await acknowledgedBelow(redis, stream, groups);
-  if (cutoff === null) return 0;
+  const acknowledged = await acknowledgedBelow(redis, stream, groups);
+  if (acknowledged === null) return 0;
+  const cutoff = floor !== undefined && compareStreamIds(floor, acknowledged) < 0 ? floor : acknowledged;
   return (await runScript(
     redis,
     'trim-acknowledged',

@@ -6,6 +6,8 @@ import { createServer } from 'node:http';
 import { tokenFor } from './auth.ts';
 import { chain } from './chain.ts';
 import type { Config } from './config.ts';
+import { ControlRunner } from './control.ts';
+import { runtimeJobs } from './control-jobs.ts';
 import { keys } from './keys.ts';
 import type { Logger } from './log.ts';
 import { registry } from './metrics.ts';
@@ -42,6 +44,7 @@ export async function stageComponent(
   for (const f of factories) stages.push(await f(ctx));
   const stage = stages.length === 1 ? stages[0]! : chain(stages, redis, ctx.keys, log);
   worker = new Worker(stage, redis, ctx.keys, config, log);
+  const control = controlOf(worker, stage, ctx, config, log);
   let running: Promise<void> | undefined;
   return {
     name: stage.name,
@@ -52,9 +55,41 @@ export async function stageComponent(
     stop: async () => {
       await worker.stop();
       await running;
+      await control.close();
       redis.disconnect();
     },
     notReady: () => worker.notReady(),
+  };
+}
+
+/** The stage's control jobs (its own and the runtime's), run by its worker between batches. */
+function controlOf(
+  worker: Worker,
+  stage: Awaited<ReturnType<StageFactory>>,
+  ctx: StageContext,
+  config: Config,
+  log: Logger,
+): { close(): Promise<void> } {
+  const connection = connectWorker(config, 'atlas-control', log);
+  const runner = new ControlRunner({
+    stage: stage.name,
+    handlers: { ...runtimeJobs(stage, ctx.keys), ...stage.jobs },
+    connection,
+    keys: ctx.keys,
+    log: log.child({ stage: stage.name, component: 'control' }),
+  });
+  worker.betweenBatches = () =>
+    runner.runDue({
+      redis: ctx.redis,
+      keys: ctx.keys,
+      commit: (fill) => worker.commitJob(fill),
+      quiesce: () => worker.quiesce(),
+    });
+  return {
+    close: async () => {
+      await runner.close();
+      connection.disconnect();
+    },
   };
 }
 

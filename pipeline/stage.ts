@@ -2,6 +2,7 @@
 import type { Redis } from 'ioredis';
 import type { StateOp } from './commit.ts';
 import type { Config } from './config.ts';
+import type { JobHandler } from './control.ts';
 import type { Entry, Fields } from './entry.ts';
 import type { Generation } from './generation.ts';
 import type { Keys } from './keys.ts';
@@ -78,6 +79,13 @@ export interface Stage {
   reset?(): Promise<void>;
   /** Timer-driven work, e.g. flushing conflated changes. */
   tick?: { everyMs: number; run(step: Step): Promise<void> | void };
+  /** Control jobs of this stage (rebuild, snapshot…) by name, run by its active instance between batches. */
+  jobs?: Record<string, JobHandler>;
+  /**
+   * The oldest input entry id the stage may still need (e.g. to rebuild its state from events):
+   * retention keeps it and everything after, whatever ATLAS_RETAIN_*; null = no such need.
+   */
+  inputFloor?(): Promise<string | null>;
   /** Answers readiness beyond Redis (e.g. a sink's circuit); null when ready. */
   notReady?(): string | null;
   stop?(): Promise<void>;

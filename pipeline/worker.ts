@@ -22,9 +22,11 @@ import type { Keys } from './keys.ts';
 import { Lease } from './lease.ts';
 import { entryLog, type Logger } from './log.ts';
 import { metrics } from './metrics.ts';
+import { isPaused } from './pause.ts';
 import { connectFailFast, connectWorker, isTransientRedisError } from './redis.ts';
+import { replayedDeadKey } from './replay.ts';
 import { Resequencer } from './resequencer.ts';
-import { trimAcknowledged } from './retention.ts';
+import { retainFor, trimAcknowledged } from './retention.ts';
 import { type Fence, FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
 import { type EntrySpans, entrySpans, noSpans } from './tracing.ts';
 import { ProgressWatch, type Verdict } from './watchdog.ts';
@@ -56,6 +58,14 @@ export class Worker {
   private stopping = false;
   private active = false;
   private paused = false;
+  /** Paused by an operator (`atlas pause`): reads nothing, stays active and ready to resume. */
+  private held = false;
+  /**
+   * Called by the active instance between batches, a safe point where nothing is in flight:
+   * the control plane runs the stage's jobs there.
+   */
+  betweenBatches: (() => Promise<void>) | undefined;
+  private inJob = false;
   /** Some of our own pending entries are not in memory: read our PEL again. */
   private spilled = false;
   /** Where the current pass over our own PEL stands ('-' = no pass under way). */
@@ -154,6 +164,7 @@ export class Worker {
     if (this.beatFailed) return 'Redis unreachable';
     if (this.stalled)
       return `stalled: no progress for over ${this.config.ATLAS_STALL_MS} ms with work waiting`;
+    if (this.held) return `paused by an operator (atlas resume ${this.stage.name})`;
     return this.stage.notReady?.() ?? (this.paused ? 'output over high-water mark' : null);
   }
 
@@ -237,7 +248,11 @@ export class Worker {
       if (this.active && !this.lost) {
         const work = await this.input.waitingWork(this.side);
         this.onVerdict(
-          this.watch.assess({ now, work, excused: this.paused || this.stage.notReady?.() != null }),
+          this.watch.assess({
+            now,
+            work,
+            excused: this.paused || this.held || this.inJob || this.stage.notReady?.() != null,
+          }),
         );
       } else this.watch.progressed(now);
       const beat: Omit<Beat, 'stage'> = {
@@ -247,7 +262,11 @@ export class Worker {
         role: this.lost ? 'lost' : this.active ? 'active' : 'standby',
         progress_at: this.watch.lastProgressAt,
         stalled: this.stalled,
-        problem: this.lost ? `state lost: ${this.lost}` : (this.stage.notReady?.() ?? null),
+        problem: this.lost
+          ? `state lost: ${this.lost}`
+          : this.held
+            ? 'paused by an operator'
+            : (this.stage.notReady?.() ?? null),
         at: now,
       };
       await Promise.all(
@@ -335,7 +354,7 @@ export class Worker {
   }
 
   private orderKey(): string {
-    return this.keys.of('order', this.group);
+    return orderKey(this.keys, this.group);
   }
 
   private async restoreOrder(): Promise<Resequencer<Item>> {
@@ -366,10 +385,21 @@ export class Worker {
           this.readAhead();
           await this.process(entries);
         }
+        if (this.active) await this.runControl();
         this.failures = 0;
       } catch (err) {
         await this.onLoopError(err);
       }
+    }
+  }
+
+  /** A control job may take longer than the stall bound: the watchdog waits for it. */
+  private async runControl(): Promise<void> {
+    this.inJob = true;
+    try {
+      await this.betweenBatches?.();
+    } finally {
+      this.inJob = false;
     }
   }
 
@@ -439,7 +469,7 @@ export class Worker {
    * will be one of new entries; our own pending entries and takeovers are read in their turn.
    */
   private readAhead(): void {
-    if (this.ahead || this.paused || this.spilled || this.stopping) return;
+    if (this.ahead || this.paused || this.held || this.spilled || this.stopping) return;
     this.ahead = this.input.readNew(this.blockMs(), this.reader).catch((err: unknown) => {
       // The read may have delivered entries whose reply we lost: our PEL is the truth.
       this.log.warn({ err: describe(err) }, 'read ahead failed; re-reading own pending entries');
@@ -479,6 +509,10 @@ export class Worker {
    * (page by page, one pass over our PEL), then new ones.
    */
   private async nextEntries(): Promise<Entry[]> {
+    if (this.held) {
+      await sleep(Math.min(200, this.config.ATLAS_BLOCK_MS));
+      return [];
+    }
     const now = Date.now();
     if (now - this.lastClaim >= this.config.ATLAS_CLAIM_IDLE_MS / 2) {
       const claimed = await this.input.claimStale(this.takeOverAll ? 0 : this.config.ATLAS_CLAIM_IDLE_MS);
@@ -518,9 +552,13 @@ export class Worker {
     return ahead ?? this.input.readNew(this.blockMs(), this.reader);
   }
 
+  /** Ids of the batch in hand that a replay re-reads and this stage dead-lettered already. */
+  private deadAlready = new Set<string>();
+
   private async process(entries: Entry[]): Promise<void> {
     const started = performance.now();
     metrics.entriesIn.inc({ stage: this.stage.name }, entries.length);
+    this.deadAlready = await this.persist(() => this.replayedDead(entries));
     const items = await this.persist(() => this.screen(entries));
     // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
     const pre = this.newCommit();
@@ -580,6 +618,29 @@ export class Worker {
         await this.resetStage().catch(() => {});
       }
     }
+  }
+
+  /**
+   * Asked per batch, not once a second: a replay's set must be seen by the very next read of
+   * every instance. Order-sensitive stages are never replayed (they are rebuilt).
+   */
+  private async replayedDead(entries: Entry[]): Promise<Set<string>> {
+    if (this.stage.order) return new Set();
+    const ids = entries.map((e) => e.id);
+    const member = await this.redis.smismember(replayedDeadKey(this.keys, this.stage.name), ...ids);
+    return new Set(ids.filter((_, i) => member[i] === 1));
+  }
+
+  /** Applies a control job's writes as one step of this stage (fenced, generation-checked). */
+  /** Before a control job: no read in flight; what it delivered is re-read from our PEL afterwards. */
+  async quiesce(): Promise<void> {
+    await this.finishAhead();
+  }
+
+  async commitJob(fill: (step: Step) => void | Promise<void>): Promise<void> {
+    const commit = this.newCommit();
+    await fill(this.stepFor(commit));
+    await this.commit(commit);
   }
 
   /** Poison and unreadable blobs are found before the stage sees anything. */
@@ -777,8 +838,13 @@ export class Worker {
   }
 
   private deadLetterInto(commit: Commit, entry: Entry, reason: string, error: unknown): void {
-    commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
-    commit.write('HINCRBY', this.keys.dlqCounts, `${this.stage.name}|${reason}`, '1');
+    if (this.deadAlready.has(entry.id)) {
+      // Replayed, and dead-lettered before: the DLQ keeps the first one, not a copy per replay.
+      commit.write('SREM', replayedDeadKey(this.keys, this.stage.name), entry.id);
+    } else {
+      commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
+      commit.write('HINCRBY', this.keys.dlqCounts, `${this.stage.name}|${reason}`, '1');
+    }
     if (this.stage.marker && this.stage.output) {
       const marker: Fields = { skip: reason };
       for (const f of this.stage.marker) {
@@ -802,6 +868,14 @@ export class Worker {
     await this.commit(commit);
   }
 
+  /** An operator's pause (atlas pause / resume). */
+  private async readControlKeys(): Promise<void> {
+    const held = await isPaused(this.redis, this.keys, this.stage.name);
+    if (held !== this.held) this.log.warn(held ? 'paused by an operator' : 'resumed by an operator');
+    this.held = held;
+    metrics.stagePaused.set({ stage: this.stage.name }, held ? 1 : 0);
+  }
+
   /** Backpressure, retention and gauges, about once a second. */
   private async housekeeping(): Promise<void> {
     if (Date.now() - this.lastHousekeeping < HOUSEKEEPING_MS) return;
@@ -816,9 +890,21 @@ export class Worker {
       this.paused = paused;
       metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
     }
-    await trimAcknowledged(this.redis, this.keys, this.inputKey, this.config.ATLAS_RETAIN_ENTRIES);
+    await this.readControlKeys();
+    await trimAcknowledged(
+      this.redis,
+      this.keys,
+      this.inputKey,
+      retainFor(this.config, this.stage.input),
+      (await this.stage.inputFloor?.()) ?? undefined,
+    );
     await trimDeadLetters(this.redis, this.keys, this.config, this.log);
   }
+}
+
+/** Where an order-sensitive stage stands: per order key, the next `seq` it will apply. */
+export function orderKey(keys: Keys, stage: string): string {
+  return keys.of('order', stage);
 }
 
 /** Faults that say "try again later", not "this entry is bad". */

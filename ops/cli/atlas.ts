@@ -9,6 +9,7 @@ import { type Config, parseConfig, secretsOf } from '../../pipeline/config.ts';
 import { redactText } from '../../pipeline/secrets.ts';
 import { packageVersion } from '../../pipeline/version.ts';
 import { register as admin } from './admin.ts';
+import { registerControl as control } from './control.ts';
 import { register as dlq } from './dlq.ts';
 import { CliError, exitCodes } from './errors.ts';
 import { register as kafka } from './kafka.ts';
@@ -25,7 +26,7 @@ const program = new Command('atlas')
   .exitOverride();
 addGlobalOptions(program);
 
-for (const register of [run, streams, dlq, kafka, admin]) register(program);
+for (const register of [run, streams, control, dlq, kafka, admin]) register(program);
 
 async function main(): Promise<void> {
   try {

@@ -1,5 +1,5 @@
 /**
- * Running and steering the stages: `up`, `run`, `replay`, `recover`, and `canonical show` (what
+ * Running and steering the stages: `up`, `run`, `recover`, and `canonical show` (what
  * the pipeline emitted last for a root). Each loads its code when run: the stages, protobuf and
  * kafkajs would otherwise make every command start slowly.
  */
@@ -31,32 +31,6 @@ export function register(program: Command): void {
       const config = loadConfig();
       const { runStages } = await import('./process.ts');
       await runStages(names, config, createLogger(config.LOG_LEVEL));
-    });
-
-  program
-    .command('replay')
-    .description('make a stage read its input again from a stream offset (an entry id, or 0 for the start)')
-    .argument('<stage>')
-    .requiredOption('--from <id>', 'stream entry id to replay after')
-    .action(async (stage: string, opts: { from: string }) => {
-      const { workerStages } = await import('../../stages/index.ts');
-      const factory = workerStages[stage];
-      if (!factory) throw new UsageError(`no stream worker named ${stage}`);
-      await withRedis(async (redis, k) => {
-        const config = loadConfig();
-        const s = await factory({
-          config,
-          redis,
-          keys: k,
-          log: createLogger('silent'),
-          lease: () => undefined,
-        });
-        const { replay, replayRefusal } = await import('../../pipeline/inspect.ts');
-        const refused = await replayRefusal(redis, k.stream(s.input), opts.from);
-        if (refused) throw new UsageError(refused);
-        await replay(redis, k.stream(s.input), s.name, opts.from);
-        console.log(`stage ${stage} will read ${k.stream(s.input)} again after ${opts.from}`);
-      });
     });
 
   program

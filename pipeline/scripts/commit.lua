@@ -56,7 +56,8 @@ for i = 1, nOps do
   local op, key, nArgs = ARGV[pos], key_of(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
   local from, to = pos + 3, pos + 2 + (nArgs or 0)
   if not kinds[op] then return fail('op not allowed ' .. tostring(op)) end
-  if not key or not nArgs or nArgs < 1 or to > #ARGV then return fail('malformed op ' .. i) end
+  -- DEL alone takes no argument beyond its key; every other op needs one.
+  if not key or not nArgs or nArgs < (op == 'DEL' and 0 or 1) or to > #ARGV then return fail('malformed op ' .. i) end
   if not type_ok(key, kinds[op]) then return fail(key .. ' has the wrong type for ' .. op) end
   ops[i] = { op = op, key = key, from = from, to = to }
   pos = to + 1

@@ -4,9 +4,12 @@
  * With ATLAS_CONFLATE_MS > 0 the changes of a root within the window leave as one emission;
  * the inputs stay pending until then, so a crash loses nothing.
  */
+import { JobRefused } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { streams } from '../../pipeline/keys.ts';
 import type { StageFactory, Step } from '../../pipeline/stage.ts';
+import { freshTraceparent } from '../topology/traceparent.ts';
+import { latestGraphs } from './latest.ts';
 import { canonicalStore, type Emitted, loadEmitted, recordEmission } from './store.ts';
 
 interface Pending {
@@ -27,23 +30,46 @@ export const createCanonical: StageFactory = ({ config, redis, keys }) => {
     const eventSeq = Number(latest.text('event_seq'));
     const last = emitted.get(root);
     const hash = latest.text('hash');
-    if (!last || (last.hash !== hash && eventSeq > last.event_seq)) {
-      const next: Emitted = { hash, sequence_number: (last?.sequence_number ?? 0) + 1, event_seq: eventSeq };
-      const graph = latest.text('graph');
-      step.send({
-        root,
-        sequence_number: String(next.sequence_number),
-        event_seq: String(eventSeq),
-        hash,
-        graph,
+    // A rebuild's graph is as of the newest event already seen: compared, not passed over as old.
+    const newer = latest.has('rebuild')
+      ? eventSeq >= (last?.event_seq ?? 0)
+      : eventSeq > (last?.event_seq ?? 0);
+    if (!last || (last.hash !== hash && newer))
+      emit(step, root, hash, latest.text('graph'), eventSeq, {
         received_at: latest.text('received_at'),
         traceparent: latest.text('traceparent'),
       });
-      recordEmission(step, store, root, next, graph);
-      emitted.set(root, next);
-    }
     for (const e of inputs) step.ack(e);
   }
+
+  /** One update of `root`, numbered after the last one emitted, recorded with it. */
+  function emit(
+    step: Step,
+    root: string,
+    hash: string,
+    graph: string,
+    eventSeq: number,
+    context: { received_at: string; traceparent: string },
+  ): void {
+    const next: Emitted = {
+      hash,
+      sequence_number: (emitted.get(root)?.sequence_number ?? 0) + 1,
+      event_seq: eventSeq,
+    };
+    step.send({
+      root,
+      sequence_number: String(next.sequence_number),
+      event_seq: String(eventSeq),
+      hash,
+      graph,
+      ...context,
+    });
+    recordEmission(step, store, root, next, graph);
+    emitted.set(root, next);
+  }
+
+  /** Fresh context of an update no request caused (a republish, a rebuild). */
+  const operatorContext = () => ({ received_at: String(Date.now()), traceparent: freshTraceparent() });
 
   function hold(entry: Entry): void {
     const root = entry.text('root');
@@ -71,6 +97,53 @@ export const createCanonical: StageFactory = ({ config, redis, keys }) => {
     async reset() {
       emitted = await loadEmitted(redis, store);
       pending.clear();
+    },
+    jobs: {
+      /** The last emitted graph of a root (or of all) again, as a new update. */
+      async republish(data, ctx) {
+        const roots = data.all === true ? [...emitted.keys()] : [String(data.root)];
+        const missing = roots.filter((r) => !emitted.has(r));
+        if (missing.length > 0) throw new JobRefused(`no graph emitted yet for root ${missing.join(', ')}`);
+        const graphs = await Promise.all(roots.map((r) => redis.get(store.graph(r))));
+        const result = {
+          summary: `republished ${roots.length} root graph(s) as new updates`,
+          republished: roots.length,
+          sequenceNumbers: {} as Record<string, number>,
+        };
+        await ctx.commit((step) => {
+          roots.forEach((root, i) => {
+            const last = emitted.get(root)!;
+            emit(step, root, last.hash, graphs[i]!, last.event_seq, operatorContext());
+            result.sequenceNumbers[root] = last.sequence_number + 1;
+          });
+        }, result);
+        return result;
+      },
+      /**
+       * Compares the newest graph of each root in the transitive stream with the last emitted
+       * one and emits those that differ (after canonical's own store was damaged or lost).
+       */
+      async rebuild(_data, ctx) {
+        const latest = await latestGraphs(redis, keys);
+        const differing = [...latest].filter(([root, e]) => emitted.get(root)?.hash !== e.hash);
+        const result = {
+          summary: `canonical compared ${latest.size} root graphs of the transitive stream with the last emitted: ${differing.length} differed and were emitted`,
+          compared: latest.size,
+          emitted: differing.length,
+        };
+        await ctx.commit((step) => {
+          for (const [root, e] of differing)
+            emit(
+              step,
+              root,
+              e.hash,
+              e.graph,
+              Math.max(e.eventSeq, emitted.get(root)?.event_seq ?? 0),
+              operatorContext(),
+            );
+        }, result);
+        return result;
+      },
     },
     handle(entries, step) {
       for (const entry of entries) {

@@ -4,13 +4,18 @@
  * fencing); its state is checkpointed as deltas atomically with its output.
  */
 
+import type { JobContext, JobResult } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { streams } from '../../pipeline/keys.ts';
-import { Rejection, type StageFactory } from '../../pipeline/stage.ts';
+import { Rejection, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { TopologyEvent } from '../topology/events.ts';
 import { toWire } from '../topology/graph-wire.ts';
+import { freshTraceparent } from '../topology/traceparent.ts';
 import { checkpointKeys, loadOutSeq, loadState, writeDelta } from './checkpoint.ts';
+import type { Canonical } from './domain/canonical-tree.ts';
 import { TopologyGraph } from './domain/topology-graph.ts';
+import { appliedUpTo, rebuildGraph, stateDifference, writeState } from './rebuild.ts';
+import { floorNow, listSnapshots, type SnapshotRef, snapshotKeys, writeSnapshot } from './snapshot.ts';
 
 export const createTransitive: StageFactory = ({ config, redis, keys, log }) => {
   const roots = config.ATLAS_ROOT_SPACE_ID;
@@ -24,13 +29,92 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
    * them: a re-read of its own pending entries (after a lost reply, a takeover) comes in late.
    */
   let outSeq = 0;
+  const sk = snapshotKeys(keys);
+  /** The kept snapshots (oldest first), and entries applied since the last one. */
+  let snapshots: SnapshotRef[] = [];
+  let sinceSnapshot = 0;
   if (roots.length === 0) log.warn('ATLAS_ROOT_SPACE_ID is empty: no canonical graphs will be computed');
 
   /** The graph and the output numbering as last committed (after a failed step, or on activation). */
   async function restore(): Promise<void> {
     graph = TopologyGraph.fromState(roots, await loadState(redis, k));
     outSeq = await loadOutSeq(redis, k);
+    snapshots = await listSnapshots(redis, sk);
     lastSent.clear();
+  }
+
+  /** Writes a snapshot of the graph (as of `next`) in the step. */
+  async function snapshotInto(step: Step, next: number): Promise<void> {
+    const floor = await floorNow(redis, keys.stream(streams.validated), 'transitive');
+    const state = graph.state();
+    snapshots = writeSnapshot(
+      step,
+      sk,
+      { next, floor, takenAt: new Date().toISOString(), state },
+      snapshots,
+      config.ATLAS_SNAPSHOT_KEEP,
+    );
+    sinceSnapshot = 0;
+  }
+
+  /** A graph of `root` onto the output, numbered next; `rebuild` marks it for canonical's comparison. */
+  function sendGraph(
+    step: Step,
+    root: string,
+    { tree, canonical_space_ids }: Canonical,
+    meta: TopologyEvent['meta'],
+    fields: {
+      event_seq: string;
+      event_id: string;
+      received_at: string;
+      traceparent: string;
+      rebuild?: string;
+    },
+  ): void {
+    lastSent.set(root, tree.hash);
+    const wire = toWire({ root_id: root, tree, canonical_space_ids, meta });
+    step.send({ root, hash: wire.hash, graph: JSON.stringify(wire), ...fields, out_seq: String(++outSeq) });
+    step.write('SET', k.outSeq, String(outSeq));
+  }
+
+  async function rebuildJob(data: Record<string, unknown>, ctx: JobContext): Promise<JobResult> {
+    const at = typeof data.at === 'number' ? data.at : undefined;
+    const before = await loadState(redis, k);
+    const rebuilt = await rebuildGraph(redis, keys, roots, at, ctx.progress);
+    const changes = stateDifference(before, rebuilt.graph.state());
+    const origin = rebuilt.snapshot === null ? 'the first event' : `the snapshot at seq ${rebuilt.snapshot}`;
+    const result: JobResult = {
+      summary: `transitive rebuilt from ${origin}: ${rebuilt.events} events applied again, ${changes} topics/edges differ from the old state; ${roots.length} root graphs sent to canonical, which emits those that differ`,
+      from: rebuilt.snapshot ?? 0,
+      events: rebuilt.events,
+      stateChanges: changes,
+      rootsCompared: rebuilt.last ? roots.length : 0,
+    };
+    graph = rebuilt.graph;
+    await ctx.commit((step) => {
+      writeState(step, k, graph.state());
+      const last = rebuilt.last;
+      if (!last) return;
+      for (const root of roots)
+        sendGraph(step, root, graph.canonical(root), last.meta, {
+          event_seq: String(rebuilt.next - 1),
+          event_id: 'rebuild',
+          received_at: String(Date.now()),
+          traceparent: freshTraceparent(),
+          rebuild: '1',
+        });
+    }, result);
+    return result;
+  }
+
+  async function snapshotJob(_data: Record<string, unknown>, ctx: JobContext): Promise<JobResult> {
+    const next = await appliedUpTo(redis, keys);
+    const result: JobResult = {
+      summary: `snapshot of the transitive state at seq ${next} taken (${config.ATLAS_SNAPSHOT_KEEP} kept at most)`,
+      next,
+    };
+    await ctx.commit((step) => snapshotInto(step, next), result);
+    return result;
   }
 
   return {
@@ -44,7 +128,22 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
       return undefined;
     },
     reset: restore,
-    handle(entries, step) {
+    jobs: {
+      rebuild: async (data, ctx) => {
+        try {
+          return await rebuildJob(data, ctx);
+        } catch (err) {
+          await restore(); // the graph in memory may be the rebuilt one that was never committed
+          throw err;
+        }
+      },
+      snapshot: snapshotJob,
+    },
+    async inputFloor() {
+      // No snapshot yet: a rebuild starts at the first event, so the whole stream is kept.
+      return snapshots[0]?.floor ?? '0-0';
+    },
+    async handle(entries, step) {
       for (const entry of entries) {
         if (entry.has('skip')) {
           step.ack(entry);
@@ -63,23 +162,20 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
         for (const root of due) send(root, event, entry);
         step.ack(entry);
       }
+      sinceSnapshot += entries.length;
+      const every = config.ATLAS_SNAPSHOT_EVERY;
+      const last = entries[entries.length - 1];
+      if (every > 0 && sinceSnapshot >= every && last) await snapshotInto(step, Number(last.text('seq')) + 1);
 
       function send(root: string, event: TopologyEvent, entry: Entry): void {
-        const { tree, canonical_space_ids } = graph.canonical(root);
-        if (lastSent.get(root) === tree.hash) return;
-        lastSent.set(root, tree.hash);
-        const wire = toWire({ root_id: root, tree, canonical_space_ids, meta: event.meta });
-        step.send({
-          root,
+        const canonical = graph.canonical(root);
+        if (lastSent.get(root) === canonical.tree.hash) return;
+        sendGraph(step, root, canonical, event.meta, {
           event_seq: entry.text('seq'),
           event_id: entry.text('event_id'),
-          hash: wire.hash,
-          graph: JSON.stringify(wire),
           received_at: entry.text('received_at'),
           traceparent: entry.text('traceparent'),
-          out_seq: String(++outSeq),
         });
-        step.write('SET', k.outSeq, String(outSeq));
       }
     },
   };
