@@ -23,13 +23,20 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
 /**
  * door: append-idempotent.lua (GET/SET dedup keys, INCR seq, XADD ingest, SET blobs, HINCRBY
  * blob refs), the backlog watch (XINFO GROUPS, XLEN), the pipeline generation (joined at first
- * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready (read only) — written
+ * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready and the stored local events for GET /events (read only) — written
  * only on those keys, so it can touch neither the DLQ nor another stage's stream, nor any group.
  */
 function doorRules(k: Keys): string[] {
   const g = generationKeys(k);
   const writable = [k.stream(streams.ingest), k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
-  const readable = [g.recovered, k.of('stages'), k.of('heartbeats'), k.of('heartbeat', '*')];
+  // local:* are the stored local events of GET /events.
+  const readable = [
+    g.recovered,
+    k.of('stages'),
+    k.of('heartbeats'),
+    k.of('heartbeat', '*'),
+    k.stream('local:*'),
+  ];
   return [
     ...[...writable, g.current, g.lineage].map((key) => `%RW~${key}`),
     ...readable.map((key) => `%R~${key}`),
@@ -41,6 +48,7 @@ function doorRules(k: Keys): string[] {
     '+hincrby',
     '+xadd',
     '+xlen',
+    '+xrange',
     '+xinfo|groups',
     '+mget',
     '+sadd',

@@ -175,6 +175,10 @@ export const settings = {
     int(0),
     'Coalesce changes of a root within this window into one emission (0 = per event)',
   ],
+  ATLAS_EVENT_TOPIC_PARTITIONS: [
+    int(3, 1),
+    'Partitions of a topic the publish stage creates on first use (event families: topic templates)',
+  ],
   KAFKA_BROKER: [z.string().default(''), 'Kafka bootstrap broker(s); empty = the Redis stream sink'],
   KAFKA_TOPIC_CANONICAL: [z.string().default('topology.canonical'), 'Kafka topic of CanonicalGraphUpdated'],
   KAFKA_TLS: [flag, 'Connect to Kafka over TLS (`true` for an `SSL` or `SASL_SSL` listener)'],

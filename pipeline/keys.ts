@@ -29,11 +29,13 @@ export function keys(prefix: string): Keys {
   };
 }
 
-/** Stream names of the six stages, in pipeline order. */
+/** Stream names of the stages, in pipeline order. */
 export const streams = {
   ingest: 'ingest',
   validated: 'validated',
   transitive: 'transitive',
   canonical: 'canonical',
   serialized: 'serialized',
+  /** Validated events of the generic families (stages/families), read by the publish stage. */
+  events: 'events',
 } as const;

@@ -2,6 +2,7 @@
 import type { StageFactory } from '../pipeline/stage.ts';
 import { createCanonical } from './canonical/index.ts';
 import { createEmit } from './emit/index.ts';
+import { createPublish } from './publish/index.ts';
 import { createSerialize } from './serialize/index.ts';
 import { createTransitive } from './transitive/index.ts';
 import { createValidate } from './validate/index.ts';
@@ -12,6 +13,7 @@ export const workerStages: Record<string, StageFactory> = {
   canonical: createCanonical,
   serialize: createSerialize,
   emit: createEmit,
+  publish: createPublish,
 };
 
 export const stageNames = ['ingest', ...Object.keys(workerStages)];

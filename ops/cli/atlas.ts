@@ -33,6 +33,7 @@ import { CliError, UsageError } from './errors.ts';
 import { kafkaInit, tail } from './output.ts';
 import { runStages } from './process.ts';
 import { describeRecovery, recover } from './recover.ts';
+import { eventsCommand, schemasCommand } from './schemas.ts';
 
 const program = new Command('atlas')
   .description('Atlas pipeline: space-topology events → canonical trust graphs → Kafka')
@@ -237,6 +238,9 @@ program
     const done = await withRedis((redis, k) => recover(config, redis, k));
     console.log(opts.json ? JSON.stringify(done, null, 2) : describeRecovery(done));
   });
+
+program.addCommand(schemasCommand());
+program.addCommand(eventsCommand(withRedis));
 
 const kafka = program.command('kafka').description('the Kafka output');
 kafka

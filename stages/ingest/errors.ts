@@ -45,6 +45,12 @@ export const InvalidEnvelopeError = createError<'ATLAS_INVALID_ENVELOPE', 400, [
   400,
 );
 
+export const InvalidQueryError = createError<'ATLAS_INVALID_QUERY', 400, [string]>(
+  'ATLAS_INVALID_QUERY',
+  '%s',
+  400,
+);
+
 /** The `error` field of an answer, by error code; fastify's own errors are named here too. */
 const wireNames: Record<string, string> = {
   ATLAS_UNAUTHORIZED: 'unauthorized',
@@ -53,6 +59,7 @@ const wireNames: Record<string, string> = {
   ATLAS_BACKPRESSURE: 'backpressure',
   ATLAS_JSON_TOO_DEEP: 'too_deep',
   ATLAS_INVALID_ENVELOPE: 'invalid_envelope',
+  ATLAS_INVALID_QUERY: 'invalid_query',
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
 };
