@@ -92,7 +92,8 @@ export async function closedWindows(redis: Redis, keys: Keys, now: number): Prom
         },
       },
       clear(step) {
-        step.write('DEL', windowKey(keys, member));
+        // HDEL of every field removes the hash (commit.lua's DEL takes no key-only form).
+        step.write('HDEL', windowKey(keys, member), ...Object.keys(counts));
         step.write('SREM', openKey(keys), member);
       },
     });
