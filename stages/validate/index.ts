@@ -31,7 +31,7 @@ export const createValidate: StageFactory = () => ({
       const version = Number(entry.text('version'));
       const registered = lookup(eventType);
       if (!registered) {
-        const message = `no family declares event_type ${eventType}`;
+        const message = `no schema for event_type ${eventType} version ${version}: no family declares it`;
         step.deadLetter(entry, 'unknown_event_type', new Rejection('unknown_event_type', message));
       } else if (registered.family.route === 'topology') {
         validateTopology(entry, eventType, version, payload, step);
