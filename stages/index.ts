@@ -1,4 +1,6 @@
 /** The stages of the pipeline, in order. `ingest` is the HTTP door; the others are stream workers. */
+
+import { laneStages } from '../pipeline/lanes.ts';
 import type { StageFactory } from '../pipeline/stage.ts';
 import { createCanonical } from './canonical/index.ts';
 import { createEmit } from './emit/index.ts';
@@ -13,7 +15,7 @@ export const workerStages: Record<string, StageFactory> = {
   canonical: createCanonical,
   serialize: createSerialize,
   emit: createEmit,
-  publish: createPublish,
+  ...laneStages('publish', createPublish, (ctx) => ctx.config.ATLAS_LANE_WEIGHTS),
 };
 
 export const stageNames = ['ingest', ...Object.keys(workerStages)];

@@ -5,10 +5,10 @@
  * propagation. Declared once, in the family's folder; stages/families/registry.ts lists them.
  */
 import type { z } from 'zod';
+import type { Lane } from '../../pipeline/lanes.ts';
 
-/** Critical events overtake everything; the others share the stages by weight. */
-export const priorities = ['critical', 'high', 'normal', 'low'] as const;
-export type Priority = (typeof priorities)[number];
+/** Critical events overtake everything; the others share the stages by weight (pipeline/lanes.ts). */
+export type Priority = Lane;
 
 /**
  * full: published to Kafka. local: stored in Redis for queries within the TTL, never published.

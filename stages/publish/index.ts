@@ -10,11 +10,13 @@
  */
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
-import { streams } from '../../pipeline/keys.ts';
+import { EVENTS } from '../../pipeline/keys.ts';
+import type { Lane } from '../../pipeline/lanes.ts';
 import {
   FencedError,
   Rejection,
-  type StageFactory,
+  type Stage,
+  type StageContext,
   type Step,
   TransientError,
 } from '../../pipeline/stage.ts';
@@ -24,7 +26,8 @@ import { publishMetrics } from './metrics.ts';
 import { type EventMessage, openEventSink } from './sink.ts';
 import { closedWindows, summarise } from './summary.ts';
 
-export const createPublish: StageFactory = (ctx) => {
+/** The publish stage of one lane (pipeline/lanes.ts makes one per lane, reading `events:<lane>`). */
+export function createPublish(ctx: StageContext, lane: Lane): Stage {
   const { config, redis, keys, log, lease } = ctx;
   const stillActive = async () => {
     const held = lease();
@@ -49,7 +52,7 @@ export const createPublish: StageFactory = (ctx) => {
 
   return {
     name: 'publish',
-    input: streams.events,
+    input: EVENTS,
     singleton: true,
     async activate() {
       try {
@@ -80,7 +83,7 @@ export const createPublish: StageFactory = (ctx) => {
           step.send(localFields(entry), localStream(eventType));
           publishMetrics.stored.inc({ event_type: eventType });
         } else if (propagation === 'summary') {
-          summarise(entry, keys, step);
+          summarise(entry, keys, lane, step);
         } else {
           out.push(messageOf(entry));
           published.push(entry);
@@ -95,7 +98,7 @@ export const createPublish: StageFactory = (ctx) => {
       everyMs: 250,
       async run(step) {
         await trimLocal(redis, keys);
-        const closed = await closedWindows(redis, keys, Date.now());
+        const closed = await closedWindows(redis, keys, lane, Date.now());
         if (closed.length === 0) return;
         await send(
           closed.map((c) => c.message),
@@ -110,7 +113,7 @@ export const createPublish: StageFactory = (ctx) => {
     notReady: () => (breaker.open ? 'event sink unreachable (circuit open)' : null),
     stop: () => sink.stop(),
   };
-};
+}
 
 /** Kafka headers of every published event: enough for a consumer to pick the decoder. */
 export function headersOf(entry: Entry): Record<string, string> {

@@ -7,6 +7,7 @@
 import type { Redis } from 'ioredis';
 import type { Entry } from '../../pipeline/entry.ts';
 import type { Keys } from '../../pipeline/keys.ts';
+import type { Lane } from '../../pipeline/lanes.ts';
 import type { Step } from '../../pipeline/stage.ts';
 import { lookup } from '../families/registry.ts';
 import type { EventMessage } from './sink.ts';
@@ -28,10 +29,11 @@ export interface ClosedWindow {
   clear(step: Step): void;
 }
 
-const openKey = (keys: Keys) => keys.of('summary', 'open');
+/** Open windows per lane: each lane's publish stage closes its own. */
+const openKey = (keys: Keys, lane: Lane) => keys.of('summary', lane, 'open');
 const windowKey = (keys: Keys, member: string) => keys.of('summary', 'window', member);
 
-export function summarise(entry: Entry, keys: Keys, step: Step): void {
+export function summarise(entry: Entry, keys: Keys, lane: Lane, step: Step): void {
   const eventType = entry.text('event_type');
   const spec = lookup(eventType)?.spec;
   const windowMs = spec?.windowMs ?? 1000;
@@ -54,11 +56,16 @@ export function summarise(entry: Entry, keys: Keys, step: Step): void {
       step.write('HINCRBY', windowKey(keys, member), `sum:${field}`, String(value));
     }
   }
-  step.write('SADD', openKey(keys), member);
+  step.write('SADD', openKey(keys, lane), member);
 }
 
-export async function closedWindows(redis: Redis, keys: Keys, now: number): Promise<ClosedWindow[]> {
-  const members = await redis.smembers(openKey(keys));
+export async function closedWindows(
+  redis: Redis,
+  keys: Keys,
+  lane: Lane,
+  now: number,
+): Promise<ClosedWindow[]> {
+  const members = await redis.smembers(openKey(keys, lane));
   const closed: ClosedWindow[] = [];
   for (const member of members) {
     const w = JSON.parse(member) as Window;
@@ -94,7 +101,7 @@ export async function closedWindows(redis: Redis, keys: Keys, now: number): Prom
       clear(step) {
         // HDEL of every field removes the hash (commit.lua's DEL takes no key-only form).
         step.write('HDEL', windowKey(keys, member), ...Object.keys(counts));
-        step.write('SREM', openKey(keys), member);
+        step.write('SREM', openKey(keys, lane), member);
       },
     });
   }

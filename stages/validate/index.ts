@@ -6,7 +6,8 @@
  * `seq` stays dense there for transitive. Bad ones: a DLQ entry plus a skip marker.
  */
 import type { Entry } from '../../pipeline/entry.ts';
-import { streams } from '../../pipeline/keys.ts';
+import { EVENTS, streams } from '../../pipeline/keys.ts';
+import { laneStream } from '../../pipeline/lanes.ts';
 import { Rejection, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { Registered } from '../families/registry.ts';
 import { lookup } from '../families/registry.ts';
@@ -102,7 +103,7 @@ function validateGeneric(
       expires_at: String(spec.ttlMs > 0 ? timestamp + spec.ttlMs : 0),
       payload: JSON.stringify(result.event.payload),
     },
-    streams.events,
+    laneStream(EVENTS, spec.priority),
   );
   step.send({ ...passOn, skip: `routed:${family.name}` });
   step.ack(entry);

@@ -7,6 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENTS } from '../../pipeline/keys.ts';
+import { laneStream, lanes } from '../../pipeline/lanes.ts';
 import {
   decodeWithStage,
   deleteTopics,
@@ -189,7 +191,8 @@ describe('expiry, local events, summaries', () => {
       const found = (await p.deadLetters()).find((d) => d.original.event_id === stale.event_id);
       return found ?? false;
     }, 30_000);
-    expect(dead).toMatchObject({ stage: 'publish', reason: 'expired' });
+    // game.match_ended is a `high` event: its lane's publish stage saw it expired.
+    expect(dead).toMatchObject({ stage: 'publish-high', reason: 'expired' });
     const matches = await messagesOn(`game.${game}.matches`, 1);
     expect(matches.map((m) => m.headers['event-id'])).toEqual([fresh.event_id]);
     expect(await p.metrics()).toMatch(/atlas_events_expired_total\{event_type="game.match_ended"\} 1/);
@@ -261,9 +264,7 @@ describe('expiry, local events, summaries', () => {
   });
 
   it('everything posted is accounted for: the publish stage drained its stream', async () => {
-    await eventually(
-      async () => expect(await unfinishedLink(fx.redis, p.keys, [['events', 'publish']])).toBeNull(),
-      30_000,
-    );
+    const links = lanes.map((lane): [string, string] => [laneStream(EVENTS, lane), `publish-${lane}`]);
+    await eventually(async () => expect(await unfinishedLink(fx.redis, p.keys, links)).toBeNull(), 30_000);
   });
 });
