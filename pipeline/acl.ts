@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { generationKeys } from './generation.ts';
 import { type Keys, keys as keysFor, streams } from './keys.ts';
+import { laneStream } from './lanes.ts';
 
 export const roles = ['door', 'stage', 'admin'] as const;
 export type Role = (typeof roles)[number];
@@ -28,7 +29,8 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
  */
 function doorRules(k: Keys): string[] {
   const g = generationKeys(k);
-  const writable = [k.stream(streams.ingest), k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
+  const ingest = [k.stream(streams.ingest), k.stream(laneStream(streams.ingest, 'critical'))];
+  const writable = [...ingest, k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
   // local:* are the stored local events of GET /events.
   const readable = [
     g.recovered,

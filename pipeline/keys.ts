@@ -37,6 +37,8 @@ export const EVENTS = 'events';
 /** Stream names of the stages, in pipeline order. */
 export const streams = {
   ingest: 'ingest',
+  /** Critical events, appended by the door beside `ingest` (pipeline/lanes.ts). */
+  ingest_critical: laneStream('ingest', 'critical'),
   validated: 'validated',
   transitive: 'transitive',
   canonical: 'canonical',

@@ -7,10 +7,11 @@ import { createEmit } from './emit/index.ts';
 import { createPublish } from './publish/index.ts';
 import { createSerialize } from './serialize/index.ts';
 import { createTransitive } from './transitive/index.ts';
-import { createValidate } from './validate/index.ts';
+import { createValidate, createValidateCritical } from './validate/index.ts';
 
 export const workerStages: Record<string, StageFactory> = {
   validate: createValidate,
+  'validate-critical': createValidateCritical,
   transitive: createTransitive,
   canonical: createCanonical,
   serialize: createSerialize,

@@ -1,6 +1,6 @@
 /**
- * Accepting events: one script call per request does dedup, dense global `seq` and XADD
- * atomically (append-idempotent.lua), so a 202 means Redis has the entry.
+ * Accepting events: one script call per request (per ingest lane in it) does dedup, dense global
+ * `seq` and XADD atomically (append-idempotent.lua), so a 202 means Redis has the entry.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -8,8 +8,10 @@ import { type Blob, checkFields } from '../../pipeline/claim-check.ts';
 import { StateLostError } from '../../pipeline/generation.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import { streams } from '../../pipeline/keys.ts';
+import { laneStream } from '../../pipeline/lanes.ts';
 import { runScript } from '../../pipeline/scripts.ts';
 import type { Fence } from '../../pipeline/stage.ts';
+import { lookup } from '../families/registry.ts';
 import type { Envelope } from './envelope.ts';
 
 export interface Accepted {
@@ -48,11 +50,46 @@ export function traceparentFor(header: string | undefined): string {
   return `00-${pool.toString('hex', at, at + 16)}-${pool.toString('hex', at + 16, at + ID_BYTES)}-01`;
 }
 
+type RequestContext = { traceparent: string; requestId: string };
+
+/**
+ * Critical events (by their family's declaration) go to their own ingest lane, appended first:
+ * they must not queue behind a flood on `ingest` at validate. Both lanes share the dedup keys and
+ * the global seq; validate writes the skip markers that keep `validated` dense.
+ */
 export async function accept(
   redis: Redis,
   opts: AcceptOptions,
   envelopes: Envelope[],
-  context: { traceparent: string; requestId: string },
+  context: RequestContext,
+): Promise<Accepted[]> {
+  const critical = envelopes.map((e) => lookup(e.event_type)?.spec.priority === 'critical');
+  if (!critical.includes(true)) return append(redis, opts, streams.ingest, envelopes, context);
+  const first = await append(
+    redis,
+    opts,
+    laneStream(streams.ingest, 'critical'),
+    envelopes.filter((_, i) => critical[i]),
+    context,
+  );
+  const rest = envelopes.some((_, i) => !critical[i])
+    ? await append(
+        redis,
+        opts,
+        streams.ingest,
+        envelopes.filter((_, i) => !critical[i]),
+        context,
+      )
+    : [];
+  return critical.map((isCritical) => (isCritical ? first.shift()! : rest.shift()!));
+}
+
+async function append(
+  redis: Redis,
+  opts: AcceptOptions,
+  stream: string,
+  envelopes: Envelope[],
+  context: RequestContext,
 ): Promise<Accepted[]> {
   const blobs: Blob[] = [];
   const perEvent: (string | number | Buffer)[] = [];
@@ -89,7 +126,7 @@ export async function accept(
   const rows = (await runScript(
     redis,
     'append-idempotent',
-    [keys.stream(streams.ingest), keys.seq, keys.blobRefs, generation.key],
+    [keys.stream(stream), keys.seq, keys.blobRefs, generation.key],
     args,
   ).catch((err: unknown) => {
     throw err instanceof Error && err.message.startsWith('STATE_LOST')

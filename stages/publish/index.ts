@@ -33,7 +33,7 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
     const held = lease();
     return held !== undefined && (await redis.get(held.key)) === held.token;
   };
-  const sink = openEventSink(config, stillActive, log);
+  const sink = openEventSink(config, `publish-${lane}`, stillActive, log);
   const breaker = new CircuitBreaker('publish');
 
   async function send(messages: EventMessage[], step: Step): Promise<void> {

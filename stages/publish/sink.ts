@@ -26,12 +26,18 @@ export interface EventSink {
   stop(): Promise<void>;
 }
 
-export function openEventSink(config: Config, stillActive: () => Promise<boolean>, log: Logger): EventSink {
+/** `role` names the transactional id: one per lane, or the lanes would fence each other. */
+export function openEventSink(
+  config: Config,
+  role: string,
+  stillActive: () => Promise<boolean>,
+  log: Logger,
+): EventSink {
   if (!config.KAFKA_BROKER) {
     log.info('publish: KAFKA_BROKER is not set; publishing to Redis streams out:<topic>');
     return new RedisEventSink();
   }
-  return new KafkaEventSink(config, `atlas-publish-${config.ATLAS_PREFIX}`, stillActive);
+  return new KafkaEventSink(config, `atlas-${role}-${config.ATLAS_PREFIX}`, stillActive);
 }
 
 class RedisEventSink implements EventSink {

@@ -8,15 +8,21 @@
 import type { Entry } from '../../pipeline/entry.ts';
 import { EVENTS, streams } from '../../pipeline/keys.ts';
 import { laneStream } from '../../pipeline/lanes.ts';
-import { Rejection, type StageFactory, type Step } from '../../pipeline/stage.ts';
+import { Rejection, type Stage, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { Registered } from '../families/registry.ts';
 import { lookup } from '../families/registry.ts';
 import { validateFamilyEvent } from '../families/validate.ts';
 import { validateEvent } from './schemas.ts';
 
-export const createValidate: StageFactory = () => ({
-  name: 'validate',
-  input: streams.ingest,
+export const createValidate: StageFactory = () => validateStage('validate', streams.ingest);
+
+/** Validate of the critical ingest lane: the door appends critical events there, beside `ingest`. */
+export const createValidateCritical: StageFactory = () =>
+  validateStage('validate-critical', laneStream(streams.ingest, 'critical'));
+
+const validateStage = (name: string, input: string): Stage => ({
+  name,
+  input,
   output: streams.validated,
   marker: ['seq', 'event_id', 'received_at', 'traceparent'],
   handle(entries, step) {
