@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVENTS } from '../../pipeline/keys.ts';
+import { EVENTS, streams } from '../../pipeline/keys.ts';
 import { laneStream, lanes } from '../../pipeline/lanes.ts';
 import {
   decodeWithStage,
@@ -25,6 +25,7 @@ import { request } from '../support/http.ts';
 import { unfinishedLink } from '../support/pipeline-processes.ts';
 import { runAtlas } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
+import { readAll } from '../support/streams.ts';
 
 const fx = useRedis('families');
 const run = randomUUID().slice(0, 8);
@@ -114,6 +115,12 @@ describe('each family over HTTP JSON to its topic, key and headers', () => {
     expect(c!.headers).toMatchObject({ 'event-type': 'kasmina.control.lifecycle', priority: 'critical' });
     expect(c!.key!.toString()).toBe(`s${run}`);
     const [a] = await messagesOn('kasmina.control.lifecycle.ack', 1, new Set([ack.event_id]));
+    // The door put the two critical events of the mixed batch on their own ingest lane.
+    const criticalIds = (await readAll(fx.redis, p.keys.stream(laneStream(streams.ingest, 'critical')))).map(
+      (e) => e.text('event_id'),
+    );
+    expect(criticalIds).toEqual(expect.arrayContaining([command.event_id, ack.event_id]));
+    expect(criticalIds).not.toContain(health.event_id);
     expect(json(a!)).toEqual({ command_id: `c${run}`, seed_id: `s${run}`, status: 'accepted' });
   });
 
