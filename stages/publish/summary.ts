@@ -95,7 +95,7 @@ export async function closedWindows(
           'schema-version': w.version,
           'event-type': `${w.eventType}.summary`,
           'event-id': `summary:${w.eventType}:${w.key}:${w.start}`,
-          priority: 'low',
+          priority: lane,
         },
       },
       clear(step) {
