@@ -20,7 +20,9 @@
  *
  * Settings (environment): LOAD_ROUNDS (3), LOAD_DURATION_S (8), LOAD_WARMUP_S (2),
  * LOAD_CONNECTIONS (16, for single and baseline), LOAD_BATCH_CONNECTIONS (8), LOAD_BATCH_EVENTS (100),
- * LOAD_SCENARIOS (baseline,single,batch; compare too when LOAD_COMPARE_DIR is set), LOAD_FIXTURES (dir of topology fixtures; default
+ * LOAD_SCENARIOS (baseline,single,batch; compare too when LOAD_COMPARE_DIR is set), LOAD_EVENTS
+ * (`generic`: envelopes of the game, graph and kasmina families instead of topology ones),
+ * LOAD_FIXTURES (dir of topology fixtures; default
  * ../shared/fixtures/topology beside the repo, else a built-in envelope), LOAD_CPU_PROF (dir: run both
  * servers under --cpu-prof; their profiles, named with the pids printed at the start, land there), REDIS_URL.
  */
@@ -63,7 +65,31 @@ const BUILTIN_ENVELOPE = {
   },
 };
 
+/** Events of the generic families (stages/families): one of each route a generic event can take. */
+const GENERIC_ENVELOPES = [
+  ['game.score_updated', 1, { game_id: 'load', player_id: 'p-1', score: 7 }],
+  ['graph.node_activated', 1, { run_id: 'load', algorithm: 'bfs', node_id: 'n-1', step: 3 }],
+  ['kasmina.telemetry.layer_health', 1, { layer_id: 'load', health: 0.9, latency_ms: 3.5 }],
+  ['kasmina.control.lifecycle', 1, { command_id: 'c-1', seed_id: 's-1', action: 'germinate' }],
+].map(([event_type, version, payload]) => ({
+  event_id: '',
+  event_type,
+  source: 'load',
+  timestamp: 1732300006000,
+  version,
+  payload,
+}));
+
+function templateOf(e: Record<string, unknown>): Template {
+  const [before, after] = JSON.stringify({ ...e, event_id: ID_MARK }).split(JSON.stringify(ID_MARK));
+  return { before: `${before}"`, after: `"${after}` };
+}
+
 function loadTemplates(): { templates: Template[]; from: string } {
+  if (process.env.LOAD_EVENTS === 'generic') {
+    const types = GENERIC_ENVELOPES.map((e) => e.event_type).join(', ');
+    return { templates: GENERIC_ENVELOPES.map(templateOf), from: `generic family envelopes (${types})` };
+  }
   const dir = process.env.LOAD_FIXTURES ?? resolve(ROOT, '..', 'shared', 'fixtures', 'topology');
   const envelopes: Record<string, unknown>[] = [];
   if (existsSync(dir)) {
@@ -82,11 +108,7 @@ function loadTemplates(): { templates: Template[]; from: string } {
       ? `${envelopes.length} space.trust_extended envelopes of ${dir}`
       : 'built-in envelope';
   if (envelopes.length === 0) envelopes.push(BUILTIN_ENVELOPE);
-  const templates = envelopes.map((e) => {
-    const [before, after] = JSON.stringify({ ...e, event_id: ID_MARK }).split(JSON.stringify(ID_MARK));
-    return { before: `${before}"`, after: `"${after}` };
-  });
-  return { templates, from };
+  return { templates: envelopes.map(templateOf), from };
 }
 
 // ---------------------------------------------------------------------------------------------

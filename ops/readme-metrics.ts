@@ -9,6 +9,7 @@ import { registry } from '../pipeline/metrics.ts';
 import '../pipeline/pipeline-gauges.ts';
 import '../stages/ingest/metrics.ts';
 import '../stages/subscribe/metrics.ts';
+import '../stages/publish/metrics.ts';
 import { alignTable, withSection, writeOrCheck } from './readme-tables.ts';
 
 const START = '<!-- metrics:start (node ops/readme-metrics.ts) -->';

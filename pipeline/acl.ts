@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { generationKeys } from './generation.ts';
 import { type Keys, keys as keysFor, streams } from './keys.ts';
+import { laneStream } from './lanes.ts';
 
 export const roles = ['door', 'stage', 'admin'] as const;
 export type Role = (typeof roles)[number];
@@ -23,13 +24,21 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
 /**
  * door: append-idempotent.lua (GET/SET dedup keys, INCR seq, XADD ingest, SET blobs, HINCRBY
  * blob refs), the backlog watch (XINFO GROUPS, XLEN), the pipeline generation (joined at first
- * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready (read only) — written
+ * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready and the stored local events for GET /events (read only) — written
  * only on those keys, so it can touch neither the DLQ nor another stage's stream, nor any group.
  */
 function doorRules(k: Keys): string[] {
   const g = generationKeys(k);
-  const writable = [k.stream(streams.ingest), k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
-  const readable = [g.recovered, k.of('stages'), k.of('heartbeats'), k.of('heartbeat', '*')];
+  const ingest = [k.stream(streams.ingest), k.stream(laneStream(streams.ingest, 'critical'))];
+  const writable = [...ingest, k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
+  // local:* are the stored local events of GET /events.
+  const readable = [
+    g.recovered,
+    k.of('stages'),
+    k.of('heartbeats'),
+    k.of('heartbeat', '*'),
+    k.stream('local:*'),
+  ];
   return [
     ...[...writable, g.current, g.lineage].map((key) => `%RW~${key}`),
     ...readable.map((key) => `%R~${key}`),
@@ -41,6 +50,7 @@ function doorRules(k: Keys): string[] {
     '+hincrby',
     '+xadd',
     '+xlen',
+    '+xrange',
     '+xinfo|groups',
     '+mget',
     '+sadd',

@@ -2,8 +2,10 @@
  * Claim-check: a field larger than the threshold is stored once as a sha256-addressed blob and
  * the entry carries `<field>@blob = <sha256>`; readers resolve it and verify the hash.
  */
+
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { DeadLetterReason } from './dead-letter-reasons.ts';
 import type { Entry } from './entry.ts';
 import type { Keys } from './keys.ts';
 
@@ -15,8 +17,8 @@ export interface Blob {
 }
 
 export class BlobError extends Error {
-  readonly reason: 'blob_missing' | 'blob_corrupt';
-  constructor(reason: 'blob_missing' | 'blob_corrupt', message: string) {
+  readonly reason: Extract<DeadLetterReason, 'blob_missing' | 'blob_corrupt'>;
+  constructor(reason: Extract<DeadLetterReason, 'blob_missing' | 'blob_corrupt'>, message: string) {
     super(message);
     this.reason = reason;
   }

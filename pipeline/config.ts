@@ -2,9 +2,11 @@
  * Every setting comes from the environment (flags may override), is validated once at start,
  * and a bad one stops the process naming each bad setting (exit 2).
  */
+
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { normalizeHex } from './hex.ts';
+import { parseLaneWeights } from './lanes.ts';
 import { isUrl, MASK, redactUrl, urlPasswords } from './secrets.ts';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
@@ -20,6 +22,16 @@ const roots = z
     const bad = ids.filter((_, i) => normal[i] === null);
     if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `not 16-byte space ids: ${bad.join(', ')}` });
     return [...new Set(normal as string[])];
+  });
+
+const laneWeights = z
+  .string()
+  .default('high=8,normal=4,low=1')
+  .transform((text, ctx) => {
+    const weights = parseLaneWeights(text);
+    if (typeof weights !== 'string') return weights;
+    ctx.addIssue({ code: 'custom', message: weights });
+    return z.NEVER;
   });
 
 export interface AuthToken {
@@ -237,6 +249,14 @@ export const settings = {
   ATLAS_SNAPSHOT_EVERY_DIFFS: [
     int(100, 1),
     'In ATLAS_EMIT_MODE=both: a diff whose sequence_number is a multiple of this also carries the whole tree, so a consumer can start there',
+  ],
+  ATLAS_EVENT_TOPIC_PARTITIONS: [
+    int(3, 1),
+    'Partitions of a topic the publish stage creates on first use (event families: topic templates)',
+  ],
+  ATLAS_LANE_WEIGHTS: [
+    laneWeights,
+    'Weighted fair queuing of the priority lanes below critical (critical is always served first), e.g. `high=8,normal=4,low=1`',
   ],
   KAFKA_BROKER: [z.string().default(''), 'Kafka bootstrap broker(s); empty = the Redis stream sink'],
   KAFKA_TOPIC_CANONICAL: [z.string().default('topology.canonical'), 'Kafka topic of CanonicalGraphUpdated'],

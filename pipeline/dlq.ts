@@ -45,15 +45,6 @@ export interface DlqFilter {
   upTo?: string | undefined;
 }
 
-/** The reasons the runtime itself dead-letters for; stages add their own (stages/index.ts). */
-export const pipelineReasons = [
-  'handler_error',
-  'max_deliveries',
-  'bad_sequence',
-  'blob_missing',
-  'blob_corrupt',
-] as const;
-
 const HISTORY = 'redrive.';
 
 function historyOf(original: Record<string, string>): RedriveHistory | null {

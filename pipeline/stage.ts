@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { StateOp } from './commit.ts';
 import type { Config } from './config.ts';
 import type { JobHandler } from './control.ts';
+import type { DeadLetterReason } from './dead-letter-reasons.ts';
 import type { Entry, Fields } from './entry.ts';
 import type { Generation } from './generation.ts';
 import type { Keys } from './keys.ts';
@@ -15,7 +16,7 @@ export interface Step {
   /** Marks an input done. Inputs neither acked nor dead-lettered stay pending. */
   ack(entry: Entry): void;
   /** Sends an input to the DLQ (with a skip marker when the stage declares one) and acks it. */
-  deadLetter(entry: Entry, reason: string, error: unknown): void;
+  deadLetter(entry: Entry, reason: DeadLetterReason, error: unknown): void;
   /** A checkpoint write, applied in the same atomic step. */
   write(op: StateOp, key: string, ...args: (string | Buffer)[]): void;
 }
@@ -118,9 +119,9 @@ export class FencedError extends Error {
 
 /** A handler's verdict that an input is bad data, not a fault: dead-letter it with this reason. */
 export class Rejection extends Error {
-  readonly reason: string;
+  readonly reason: DeadLetterReason;
   readonly details: unknown;
-  constructor(reason: string, message: string, details?: unknown) {
+  constructor(reason: DeadLetterReason, message: string, details?: unknown) {
     super(message);
     this.reason = reason;
     this.details = details;

@@ -3,10 +3,19 @@
  * against and lists, without loading every stage (protobuf, kafkajs) for each command.
  * stages/index.ts maps each name to its factory, and its type keeps the two lists in step.
  */
-import { pipelineReasons } from '../pipeline/dlq.ts';
+import { deadLetterReasons as catalogue, type DeadLetterReason } from '../pipeline/dead-letter-reasons.ts';
+import { lanes } from '../pipeline/lanes.ts';
 
-/** The stream workers, in pipeline order. */
-export const workerStageNames = ['validate', 'transitive', 'canonical', 'serialize', 'emit'] as const;
+/** The stream workers, in pipeline order: the topology route, then the families' publish lanes. */
+export const workerStageNames = [
+  'validate',
+  'validate-critical',
+  'transitive',
+  'canonical',
+  'serialize',
+  'emit',
+  ...lanes.map((lane) => `publish-${lane}` as const),
+] as const;
 export type WorkerStageName = (typeof workerStageNames)[number];
 
 /** Every stage: `ingest` is the HTTP door, the others are stream workers. */
@@ -15,10 +24,5 @@ export const stageNames: string[] = ['ingest', ...workerStageNames];
 /** The stages that dead-letter (the door refuses at the door instead). */
 export const deadLetterStages: readonly string[] = workerStageNames;
 
-/** Every reason a dead letter can carry: the runtime's, then the stages' own rejections. */
-export const deadLetterReasons = [
-  ...pipelineReasons,
-  'invalid_payload',
-  'unknown_event_type',
-  'space_conflict',
-] as const;
+/** Every reason a dead letter can carry (pipeline/dead-letter-reasons.ts, the one catalogue). */
+export const deadLetterReasons = Object.keys(catalogue) as DeadLetterReason[];

@@ -14,6 +14,7 @@ import { register as dlq } from './dlq.ts';
 import { CliError, exitCodes } from './errors.ts';
 import { register as kafka } from './kafka.ts';
 import { register as run } from './run.ts';
+import { register as schemas } from './schemas.ts';
 import { addGlobalOptions } from './session.ts';
 import { register as streams } from './streams.ts';
 
@@ -26,7 +27,7 @@ const program = new Command('atlas')
   .exitOverride();
 addGlobalOptions(program);
 
-for (const register of [run, streams, control, dlq, kafka, admin]) register(program);
+for (const register of [run, streams, control, dlq, schemas, kafka, admin]) register(program);
 
 async function main(): Promise<void> {
   try {

@@ -81,6 +81,21 @@ const rows: Array<[string, Panel[]]> = [
         unit: 'ops',
         targets: [{ expr: `sum by (sink) (rate(atlas_sink_messages_total[${RATE}]))`, legend: '{{sink}}' }],
       },
+      {
+        title: 'Event families: published, stored, expired per second',
+        unit: 'ops',
+        targets: [
+          {
+            expr: `sum by (propagation) (rate(atlas_events_published_total[${RATE}]))`,
+            legend: 'published {{propagation}}',
+          },
+          { expr: `sum(rate(atlas_events_stored_local_total[${RATE}]))`, legend: 'stored local' },
+          {
+            expr: `sum by (event_type) (rate(atlas_events_expired_total[${RATE}]))`,
+            legend: 'expired {{event_type}}',
+          },
+        ],
+      },
     ],
   ],
   [

@@ -3,14 +3,19 @@
  * append-idempotent.lua call, so a 202 means Redis has the entry. The events of concurrent
  * requests are merged into one call per event-loop turn (`Acceptor`): at a few thousand requests
  * a second, one script call and one reply per request was a quarter of the door's CPU.
+ * Critical events (by their family's declaration) go to their own ingest lane, appended first:
+ * they must not queue behind a flood on `ingest` at validate. Both lanes share the dedup keys and
+ * the global seq; validate writes the skip markers that keep `validated` dense.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Blob, checkFields } from '../../pipeline/claim-check.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import { streams } from '../../pipeline/keys.ts';
+import { laneStream } from '../../pipeline/lanes.ts';
 import { runScript } from '../../pipeline/scripts.ts';
 import type { Fence } from '../../pipeline/stage.ts';
+import { lookup } from '../families/registry.ts';
 import type { Envelope } from './envelope.ts';
 import { ingestMetrics } from './metrics.ts';
 
@@ -79,7 +84,8 @@ export class Acceptor {
   private readonly opts: AcceptOptions;
   /** Most events in one merged call (a request larger than this still goes whole). */
   private readonly maxEventsPerCall: number;
-  private waiting: Waiting[] = [];
+  /** By ingest lane stream; the critical lane is flushed first. */
+  private waiting = new Map<string, Waiting[]>();
   private scheduled = false;
 
   constructor(redis: Redis, opts: AcceptOptions, maxEventsPerCall: number) {
@@ -88,10 +94,16 @@ export class Acceptor {
     this.maxEventsPerCall = maxEventsPerCall;
   }
 
-  accept(envelopes: Envelope[], context: { traceparent: string; requestId: string }): Promise<Accepted[]> {
+  accept(envelopes: Envelope[], context: RequestContext): Promise<Accepted[]> {
+    return byLane(envelopes, (stream, part) => this.enqueue(stream, part, context));
+  }
+
+  private enqueue(stream: string, envelopes: Envelope[], context: RequestContext): Promise<Accepted[]> {
     const prepared = prepare(envelopes, context, this.opts.claimCheckBytes);
     return new Promise<Row[]>((done, fail) => {
-      this.waiting.push({ ...prepared, done, fail });
+      const queue = this.waiting.get(stream) ?? [];
+      queue.push({ ...prepared, done, fail });
+      this.waiting.set(stream, queue);
       if (this.scheduled) return;
       this.scheduled = true;
       // After the poll phase: every request whose bytes came in this turn is waiting by then.
@@ -100,18 +112,19 @@ export class Acceptor {
   }
 
   private flush(): void {
-    const all = this.waiting;
-    this.waiting = [];
+    const lanes = [...this.waiting].sort(([a], [b]) => Number(b === CRITICAL) - Number(a === CRITICAL));
+    this.waiting = new Map();
     this.scheduled = false;
-    for (const group of split(all, this.maxEventsPerCall)) void this.call(group);
+    for (const [stream, all] of lanes)
+      for (const group of split(all, this.maxEventsPerCall)) void this.call(stream, group);
   }
 
-  private async call(group: Waiting[]): Promise<void> {
+  private async call(stream: string, group: Waiting[]): Promise<void> {
     let events = 0;
     for (const w of group) events += w.envelopes.length;
     ingestMetrics.callEvents.observe(events);
     try {
-      const rows = await append(this.redis, this.opts, group);
+      const rows = await append(this.redis, this.opts, stream, group);
       let at = 0;
       for (const w of group) {
         w.done(rows.slice(at, at + w.envelopes.length));
@@ -141,15 +154,39 @@ function split(all: Waiting[], max: number): Waiting[][] {
   return groups;
 }
 
-/** The events of one request in one script call of their own (no merging). */
-export async function accept(
+type RequestContext = { traceparent: string; requestId: string };
+
+const CRITICAL = laneStream(streams.ingest, 'critical');
+
+/** Accepts the critical events of a request on their lane first, the others on `ingest`; answers in order. */
+async function byLane(
+  envelopes: Envelope[],
+  acceptOn: (stream: string, part: Envelope[]) => Promise<Accepted[]>,
+): Promise<Accepted[]> {
+  const critical = envelopes.map((e) => lookup(e.event_type)?.spec.priority === 'critical');
+  if (!critical.includes(true)) return acceptOn(streams.ingest, envelopes);
+  const rest = envelopes.filter((_, i) => !critical[i]);
+  const [first, others] = await Promise.all([
+    acceptOn(
+      CRITICAL,
+      envelopes.filter((_, i) => critical[i]),
+    ),
+    rest.length > 0 ? acceptOn(streams.ingest, rest) : Promise.resolve([]),
+  ]);
+  return critical.map((isCritical) => (isCritical ? first.shift()! : others.shift()!));
+}
+
+/** The events of one request in script calls of their own (no merging), one per ingest lane. */
+export function accept(
   redis: Redis,
   opts: AcceptOptions,
   envelopes: Envelope[],
-  context: { traceparent: string; requestId: string },
+  context: RequestContext,
 ): Promise<Accepted[]> {
-  const rows = await append(redis, opts, [prepare(envelopes, context, opts.claimCheckBytes)]);
-  return answers(envelopes, rows);
+  return byLane(envelopes, async (stream, part) => {
+    const rows = await append(redis, opts, stream, [prepare(part, context, opts.claimCheckBytes)]);
+    return answers(part, rows);
+  });
 }
 
 function answers(envelopes: Envelope[], rows: Row[]): Accepted[] {
@@ -161,11 +198,7 @@ function answers(envelopes: Envelope[], rows: Row[]): Accepted[] {
   }));
 }
 
-function prepare(
-  envelopes: Envelope[],
-  context: { traceparent: string; requestId: string },
-  claimCheckBytes: number,
-): Prepared {
+function prepare(envelopes: Envelope[], context: RequestContext, claimCheckBytes: number): Prepared {
   const blobs: Blob[] = [];
   const perEvent: Arg[] = [];
   const receivedAt = String(Date.now());
@@ -191,7 +224,7 @@ function prepare(
 }
 
 /** One append-idempotent.lua call for the events of `group`, in order. */
-async function append(redis: Redis, opts: AcceptOptions, group: Prepared[]): Promise<Row[]> {
+async function append(redis: Redis, opts: AcceptOptions, stream: string, group: Prepared[]): Promise<Row[]> {
   const { keys } = opts;
   const args: Arg[] = [opts.dedupWindowS, keys.of('dedup', ''), keys.blob('')];
   const blobs = group.flatMap((w) => w.blobs);
@@ -207,7 +240,7 @@ async function append(redis: Redis, opts: AcceptOptions, group: Prepared[]): Pro
   return (await runScript(
     redis,
     'append-idempotent',
-    [keys.stream(streams.ingest), keys.seq, keys.blobRefs, generation.key],
+    [keys.stream(stream), keys.seq, keys.blobRefs, generation.key],
     args,
   )) as Row[];
 }

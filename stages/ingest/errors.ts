@@ -55,6 +55,12 @@ export const TooManySubscribersError = createError<'ATLAS_TOO_MANY_SUBSCRIBERS',
   429,
 );
 
+export const InvalidQueryError = createError<'ATLAS_INVALID_QUERY', 400, [string]>(
+  'ATLAS_INVALID_QUERY',
+  '%s',
+  400,
+);
+
 /** The `error` field of an answer, by error code; fastify's own errors are named here too. */
 const wireNames: Record<string, string> = {
   ATLAS_UNAUTHORIZED: 'unauthorized',
@@ -65,6 +71,7 @@ const wireNames: Record<string, string> = {
   ATLAS_INVALID_ENVELOPE: 'invalid_envelope',
   ATLAS_INVALID_PROTOBUF: 'invalid_protobuf',
   ATLAS_TOO_MANY_SUBSCRIBERS: 'too_many_subscribers',
+  ATLAS_INVALID_QUERY: 'invalid_query',
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
 };

@@ -26,6 +26,7 @@ import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
 import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { startWork } from '../../pipeline/tracing.ts';
+import { NotLocalError, queryLocal } from '../families/local.ts';
 import { registerSubscribe } from '../subscribe/sse.ts';
 import { isSubscriberGroup, Subscriptions } from '../subscribe/subscriptions.ts';
 import { type Accepted, Acceptor, traceparentFor } from './accept.ts';
@@ -34,6 +35,7 @@ import { checkEnvelope, type Envelope, type FieldError } from './envelope.ts';
 import {
   BackpressureError,
   type Extras,
+  InvalidQueryError,
   invalidEnvelope,
   RateLimitedError,
   RedisFullError,
@@ -225,6 +227,23 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     if (errors.length > 0) throw invalidEnvelope(errors);
     const results = await acceptAll(callOf(req), envelopes);
     return reply.code(results.every((r) => r.duplicate) ? 200 : 202).send({ results, request_id: req.id });
+  });
+
+  // Stored `local` events of one type, oldest first, within their TTL.
+  app.get('/events', async (req) => {
+    const query = req.query as Record<string, string | undefined>;
+    const since = Number(query.since ?? 0);
+    const limit = Number(query.limit ?? 1000);
+    if (!query.type) throw new InvalidQueryError('give the event type: /events?type=<event_type>&since=<ms>');
+    if (!Number.isSafeInteger(since) || since < 0) throw new InvalidQueryError('since: ms since epoch');
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000)
+      throw new InvalidQueryError('limit: 1 to 10000');
+    try {
+      return { events: await queryLocal(redis, keys, query.type, since, limit), request_id: req.id };
+    } catch (err) {
+      if (err instanceof NotLocalError) throw new InvalidQueryError(err.message);
+      throw err;
+    }
   });
 
   app.get('/health', OPEN, async (req) => ({ status: 'ok', request_id: req.id }));

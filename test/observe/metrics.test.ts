@@ -78,7 +78,7 @@ const judge: StageFactory = () => ({
   output: streams.validated,
   async handle(entries, step) {
     for (const e of entries) {
-      if (e.has('bad')) step.deadLetter(e, 'judged_bad', 'marked bad');
+      if (e.has('bad')) step.deadLetter(e, 'invalid_payload', 'marked bad');
       else {
         step.send({ n: e.text('n') });
         step.ack(e);
@@ -180,7 +180,7 @@ describe('operator metrics', () => {
       await eventually(async () => expect(await fx.redis.xlen(keys.stream(streams.validated))).toBe(1));
       await eventually(async () => {
         await registry.metrics(); // a scrape: the pipeline gauges are read now
-        expect(await value('atlas_dlq_entries', { stage: 'judge', reason: 'judged_bad' })).toBe(1);
+        expect(await value('atlas_dlq_entries', { stage: 'judge', reason: 'invalid_payload' })).toBe(1);
         expect(await value('atlas_consumer_lag_seconds', { stage: 'judge' })).toBe(0);
       });
 
@@ -212,7 +212,7 @@ describe('operator metrics', () => {
       await purge(fx.redis, keys, [dead![0]]);
       await fx.redis.xadd(keys.dlq, '*', 'stage', 'older', 'reason', 'from_before');
       await registry.metrics();
-      expect(await value('atlas_dlq_entries', { stage: 'judge', reason: 'judged_bad' })).toBe(0);
+      expect(await value('atlas_dlq_entries', { stage: 'judge', reason: 'invalid_payload' })).toBe(0);
       expect(await value('atlas_dlq_entries', { stage: 'older', reason: 'from_before' })).toBe(1);
     } finally {
       stopReporting();

@@ -10,9 +10,9 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { aclSetUser, aclUserName, type Role, roles } from '../../pipeline/acl.ts';
 import { keys as keysFor } from '../../pipeline/keys.ts';
-import { spaceCreated, spaceId } from '../support/events.ts';
+import { envelope, spaceCreated, spaceId } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';
-import { postJson } from '../support/http.ts';
+import { postJson, request } from '../support/http.ts';
 import { killChildren, runAtlas, spawnAtlas } from '../support/processes.ts';
 import { freePort, REDIS_URL, useRedis } from '../support/redis.ts';
 
@@ -72,6 +72,17 @@ describe('Redis ACL users', () => {
     const bad = spaceCreated(2);
     bad.payload = { ...(bad.payload as object), space_id: 'not-an-id' };
     expect((await postJson(`http://127.0.0.1:${port}/events`, bad)).status).toBe(202);
+    // Critical events go to the door's own critical lane; stored local events are readable.
+    const command = envelope('kasmina.control.lifecycle', {
+      command_id: 'c1',
+      seed_id: 's1',
+      action: 'cull',
+    });
+    expect((await postJson(`http://127.0.0.1:${port}/events`, command)).status).toBe(202);
+    expect(await fx.redis.xlen(k.stream('ingest:critical'))).toBe(1);
+    const local = await request(`http://127.0.0.1:${port}/events?type=game.player_moved`);
+    expect(local.status).toBe(200);
+    expect(local.body.events).toEqual([]);
     expect((await door.term()).code).toBe(0);
 
     const asDoor = login('door');
