@@ -8,8 +8,8 @@
  *
  *   node ops/proto-lock.ts --write
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import protobuf from 'protobufjs';
 
 const PROTO = resolve(import.meta.dirname, '..', 'proto');
@@ -57,18 +57,38 @@ export function lockOf(root: protobuf.Root): Lock {
   return lock;
 }
 
+/**
+ * The contract's roots, as proto/generate.sh bundles them: bus.proto carries the vendored Hermes
+ * messages, whose package and names overlap ours, so it is a root of its own. The bus root's
+ * names are locked with a `bus:` prefix; the topology root's keep their plain names.
+ */
+const roots: Array<{ prefix: string; files: (dir: string) => string[] }> = [
+  { prefix: '', files: (dir) => readdirSync(dir).filter((f) => f.endsWith('.proto') && f !== 'bus.proto') },
+  { prefix: 'bus:', files: () => ['bus.proto'] },
+];
+
 export function currentLock(dir = PROTO): Lock {
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith('.proto'))
-    .sort();
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => join(dir, target.replace(/^.*\//, ''));
-  root.loadSync(
-    files.map((f) => join(dir, f)),
-    { keepCase: true },
-  );
-  root.resolveAll();
-  return lockOf(root);
+  const lock: Lock = { messages: {}, enums: {} };
+  for (const { prefix, files } of roots) {
+    const root = new protobuf.Root();
+    // an import is relative to the importing file (hermes/space.proto imports its neighbour)
+    root.resolvePath = (origin, target) => {
+      if (!origin || target.startsWith(dir)) return target;
+      const beside = join(dirname(origin), target);
+      return existsSync(beside) ? beside : join(dir, target);
+    };
+    root.loadSync(
+      files(dir)
+        .sort()
+        .map((f) => join(dir, f)),
+      { keepCase: true },
+    );
+    root.resolveAll();
+    const part = lockOf(root);
+    for (const [name, m] of Object.entries(part.messages)) lock.messages[prefix + name] = m;
+    for (const [name, e] of Object.entries(part.enums)) lock.enums[prefix + name] = e;
+  }
+  return lock;
 }
 
 /** What breaks readers of `locked` in `now`, one line each; empty when compatible. */
