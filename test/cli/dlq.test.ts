@@ -53,8 +53,14 @@ describe('atlas dlq: arguments are checked before Redis is touched', () => {
   const nowhere = { ...env, REDIS_URL: 'redis://127.0.0.1:1' };
 
   it.each([
-    [['dlq', 'list', '--stage', 'nosuchstage'], /unknown stage nosuchstage; valid: validate, transitive/],
-    [['dlq', 'list', '--reason', 'nope'], /unknown reason nope; valid: handler_error, .*space_conflict/],
+    [
+      ['dlq', 'list', '--stage', 'nosuchstage'],
+      /unknown stage nosuchstage; valid: validate, validate-critical, transitive/,
+    ],
+    [
+      ['dlq', 'list', '--reason', 'nope'],
+      /unknown reason nope; valid: invalid_payload, .*space_conflict, .*handler_error/,
+    ],
     [['dlq', 'list', '-n', 'abc'], /-n\/--count must be a positive whole number, got abc/],
     [['dlq', 'show', 'not-an-id'], /not a dead-letter id: not-an-id/],
     [['dlq', 'redrive', '12-x'], /not a dead-letter id: 12-x/],

@@ -60,10 +60,15 @@ describe('atlas streams', () => {
     expect(stageRows[0]).toMatch(/^stage\s+state\s+lease holder\s+instances\s+problems$/);
     expect(stageRows.slice(1).map((r) => r.split(/\s+/).slice(0, 2))).toEqual([
       ['validate', 'active'],
+      ['validate-critical', 'none'],
       ['transitive', 'active'],
       ['canonical', 'none'],
       ['serialize', 'paused'],
       ['emit', 'none'],
+      ['publish-critical', 'none'],
+      ['publish-high', 'none'],
+      ['publish-normal', 'none'],
+      ['publish-low', 'none'],
     ]);
     expect(stageRows.find((r) => r.startsWith('transitive'))).toContain(holder);
 

@@ -138,6 +138,7 @@ describe('a Redis restart under a running stage', () => {
         .map((l) => l.connection)
         .sort(),
     ).toEqual([
+      'atlas-control',
       'atlas-lease',
       'atlas-metrics',
       'atlas-read-singleton',
