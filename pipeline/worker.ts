@@ -631,12 +631,12 @@ export class Worker {
     return new Set(ids.filter((_, i) => member[i] === 1));
   }
 
-  /** Applies a control job's writes as one step of this stage (fenced, generation-checked). */
   /** Before a control job: no read in flight; what it delivered is re-read from our PEL afterwards. */
   async quiesce(): Promise<void> {
     await this.finishAhead();
   }
 
+  /** Applies a control job's writes as one step of this stage (fenced, generation-checked). */
   async commitJob(fill: (step: Step) => void | Promise<void>): Promise<void> {
     const commit = this.newCommit();
     await fill(this.stepFor(commit));
