@@ -6,8 +6,8 @@
  */
 import { JobRefused } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
-import { streams } from '../../pipeline/keys.ts';
 import type { StageFactory, Step } from '../../pipeline/stage.ts';
+import { streams } from '../streams.ts';
 import { freshTraceparent } from '../topology/traceparent.ts';
 import { latestGraphs } from './latest.ts';
 import { canonicalStore, type Emitted, loadEmitted, recordEmission } from './store.ts';

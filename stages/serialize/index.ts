@@ -11,8 +11,8 @@
  * stay safe to run, they only send more snapshots.
  */
 import type { Config } from '../../pipeline/config.ts';
-import { streams } from '../../pipeline/keys.ts';
 import type { StageFactory } from '../../pipeline/stage.ts';
+import { streams } from '../streams.ts';
 import type { GraphWire } from '../topology/graph-wire.ts';
 import { DIFF_MESSAGE, encodeCanonicalGraphDiff, SNAPSHOT_MESSAGE } from './diff-codec.ts';
 import { encodeCanonicalGraphUpdated } from './encode.ts';

@@ -6,8 +6,8 @@
 
 import type { JobContext, JobResult } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { Rejection, type StageFactory, type Step } from '../../pipeline/stage.ts';
+import { streams } from '../streams.ts';
 import type { TopologyEvent } from '../topology/events.ts';
 import { toWire } from '../topology/graph-wire.ts';
 import { freshTraceparent } from '../topology/traceparent.ts';

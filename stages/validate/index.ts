@@ -6,12 +6,12 @@
  * `seq` stays dense there for transitive. Bad ones: a DLQ entry plus a skip marker.
  */
 import type { Entry } from '../../pipeline/entry.ts';
-import { EVENTS, streams } from '../../pipeline/keys.ts';
 import { laneStream } from '../../pipeline/lanes.ts';
 import { Rejection, type Stage, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { Registered } from '../families/registry.ts';
 import { lookup } from '../families/registry.ts';
 import { validateFamilyEvent } from '../families/validate.ts';
+import { EVENTS, streams } from '../streams.ts';
 import { validateEvent } from './schemas.ts';
 
 export const createValidate: StageFactory = () => validateStage('validate', streams.ingest);

@@ -17,7 +17,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { streams } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import {
   type DecodedUpdate,
   decodeTopic,
