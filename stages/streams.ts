@@ -1,6 +1,6 @@
 /**
- * The stages' stream contracts: every stream the stages read and write, by name, with the fields a
- * skip marker on it carries. The runtime (pipeline/) knows no stream by name: what it needs — the
+ * The stages' stream contracts: every stream the stages read and write, by name, with the fields
+ * its entries and its skip markers hold. The runtime (pipeline/) knows no stream by name: what it needs — the
  * pipeline order for `atlas streams` and the lag gauges, the door's streams for its ACL user — it is
  * given from here. Each marker also carries the fields the runtime itself carries from an input to
  * what is sent for it (`received_at`, `traceparent`: pipeline/carried.ts), so they are not listed.
@@ -27,16 +27,33 @@ export const streams = {
 /** Every stream of the stages in pipeline order (`atlas streams`, the lag gauges). */
 export const pipelineStreams: readonly string[] = Object.values(streams);
 
-/**
- * Fields of the skip marker a stage leaves on its output for an input it dead-lettered (or routed
- * elsewhere), keeping the order field dense for the stage downstream.
- */
-export const markers = {
+/** What the entries of a stream hold (besides the carried fields), and what its skip markers hold. */
+export interface StreamContract {
+  /** Fields every entry that is not a skip marker has (a large one as `<field>@blob`, claim-checked). */
+  readonly fields: readonly string[];
+  /**
+   * Fields of the skip marker (`skip: <reason>`) a stage leaves on the stream for an input it
+   * dead-lettered or routed elsewhere, keeping the order field dense for the stage downstream.
+   */
+  readonly marker?: readonly string[];
+}
+
+/** The contracts of the topology route's streams, each written by one stage (`seq` is the door's). */
+export const contracts = {
+  ingest: {
+    fields: ['seq', 'event_id', 'event_type', 'version', 'source', 'timestamp', 'payload', 'request_id'],
+  },
   /** transitive reads `seq` in dense order. */
-  validated: ['seq', 'event_id'],
+  validated: { fields: ['seq', 'event_id', 'event_type', 'event'], marker: ['seq', 'event_id'] },
+  /** canonical reads `out_seq` in dense order. */
+  transitive: { fields: ['root', 'hash', 'graph', 'event_seq', 'event_id', 'out_seq'] },
+  canonical: { fields: ['root', 'sequence_number', 'event_seq', 'hash', 'graph'] },
   /** emit keeps the per-root `sequence_number` of the updates it publishes. */
-  serialized: ['root', 'sequence_number'],
-} as const satisfies Partial<Record<keyof typeof streams, readonly string[]>>;
+  serialized: {
+    fields: ['root', 'sequence_number', 'message', 'summary', 'value'],
+    marker: ['root', 'sequence_number'],
+  },
+} as const satisfies Partial<Record<keyof typeof streams, StreamContract>>;
 
 /** Stored `local` events of one event type (queried by GET /events and `atlas events query`). */
 export function localStream(eventType: string): string {

@@ -12,7 +12,7 @@
  */
 import type { Config } from '../../pipeline/config.ts';
 import type { StageFactory } from '../../pipeline/stage.ts';
-import { markers, streams } from '../streams.ts';
+import { contracts, streams } from '../streams.ts';
 import type { GraphWire } from '../topology/graph-wire.ts';
 import { DIFF_MESSAGE, encodeCanonicalGraphDiff, SNAPSHOT_MESSAGE } from './diff-codec.ts';
 import { encodeCanonicalGraphUpdated } from './encode.ts';
@@ -26,7 +26,7 @@ export const createSerialize: StageFactory = ({ config, log }) => {
     name: 'serialize',
     input: streams.canonical,
     output: streams.serialized,
-    marker: markers.serialized,
+    marker: contracts.serialized.marker,
     handle(entries, step) {
       for (const entry of entries) {
         const graph = entry.json<GraphWire>('graph');

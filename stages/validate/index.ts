@@ -11,7 +11,7 @@ import { Rejection, type Stage, type StageFactory, type Step } from '../../pipel
 import type { Registered } from '../families/registry.ts';
 import { lookup } from '../families/registry.ts';
 import { validateFamilyEvent } from '../families/validate.ts';
-import { EVENTS, markers, streams } from '../streams.ts';
+import { contracts, EVENTS, streams } from '../streams.ts';
 import { validateEvent } from './schemas.ts';
 
 export const createValidate: StageFactory = () => validateStage('validate', streams.ingest);
@@ -24,7 +24,7 @@ const validateStage = (name: string, input: string): Stage => ({
   name,
   input,
   output: streams.validated,
-  marker: markers.validated,
+  marker: contracts.validated.marker,
   handle(entries, step) {
     for (const entry of entries) {
       let payload: unknown;
