@@ -28,12 +28,13 @@ import Fastify from 'fastify';
 import type { Redis } from 'ioredis';
 import kafkajs, { type Producer } from 'kafkajs';
 import protobuf from 'protobufjs/minimal.js';
-import { keys as keysFor, streams } from '../pipeline/keys.ts';
+import { keys as keysFor } from '../pipeline/keys.ts';
 import { createLogger } from '../pipeline/log.ts';
 import { connectFailFast, connectWorker, whenReady } from '../pipeline/redis.ts';
 import { prepareKafkajs } from '../stages/emit/kafkajs-node24.ts';
 import { SEQUENCE_HEADER } from '../stages/emit/read-back.ts';
 import { traceparentFor } from '../stages/ingest/accept.ts';
+import { streams } from '../stages/streams.ts';
 
 const env = process.env;
 const REDIS_URL = env.REDIS_URL ?? 'redis://127.0.0.1:6379';

@@ -22,9 +22,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import kafkajs from 'kafkajs';
-import { EVENTS, keys as keysFor } from '../pipeline/keys.ts';
+import { keys as keysFor } from '../pipeline/keys.ts';
 import { laneStream } from '../pipeline/lanes.ts';
 import { prepareKafkajs } from '../stages/emit/kafkajs-node24.ts';
+import { EVENTS } from '../stages/streams.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const num = (name: string, def: number) => Number(process.env[name] ?? def);

@@ -8,11 +8,18 @@
  */
 import { createHash } from 'node:crypto';
 import { generationKeys } from './generation.ts';
-import { type Keys, keys as keysFor, streams } from './keys.ts';
-import { laneStream } from './lanes.ts';
+import { type Keys, keys as keysFor } from './keys.ts';
 
 export const roles = ['door', 'stage', 'admin'] as const;
 export type Role = (typeof roles)[number];
+
+/** The streams of the door's user (names without prefix; `*` as in a key pattern): from the stages layer. */
+export interface DoorStreams {
+  /** Appended to by the door (the ingest lanes). */
+  writes: readonly string[];
+  /** Read by the door only (the stored local events of GET /events). */
+  reads: readonly string[];
+}
 
 /** What every client sends on connect (name, ready check) and for health checks. */
 const CONNECTION = ['+ping', '+info', '+client|setname'];
@@ -27,17 +34,16 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
  * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready and the stored local events for GET /events (read only) — written
  * only on those keys, so it can touch neither the DLQ nor another stage's stream, nor any group.
  */
-function doorRules(k: Keys): string[] {
+function doorRules(k: Keys, door: DoorStreams): string[] {
   const g = generationKeys(k);
-  const ingest = [k.stream(streams.ingest), k.stream(laneStream(streams.ingest, 'critical'))];
+  const ingest = door.writes.map((name) => k.stream(name));
   const writable = [...ingest, k.seq, k.blobRefs, k.blob('*'), k.of('dedup', '*')];
-  // local:* are the stored local events of GET /events.
   const readable = [
     g.recovered,
     k.of('stages'),
     k.of('heartbeats'),
     k.of('heartbeat', '*'),
-    k.stream('local:*'),
+    ...door.reads.map((name) => k.stream(name)),
   ];
   return [
     ...[...writable, g.current, g.lineage].map((key) => `%RW~${key}`),
@@ -80,7 +86,7 @@ function adminRules(k: Keys): string[] {
   return [`~${k.of('*')}`, ...DATA, '+@list', '+@sortedset', '-@dangerous', ...CONNECTION, ...SCRIPTS];
 }
 
-const rulesOf: Record<Role, (k: Keys) => string[]> = {
+const rulesOf: Record<Role, (k: Keys, door: DoorStreams) => string[]> = {
   door: doorRules,
   stage: stageRules,
   admin: adminRules,
@@ -94,7 +100,7 @@ export function aclUserName(prefix: string, role: Role): string {
  * `ACL SETUSER` for one role. `reset` first, so running it again replaces the user as a whole;
  * the password is given as its SHA-256 (`#…`), so the output may be stored and shown.
  */
-export function aclSetUser(prefix: string, role: Role, password: string): string[] {
+export function aclSetUser(prefix: string, role: Role, password: string, door: DoorStreams): string[] {
   const hash = createHash('sha256').update(password).digest('hex');
   return [
     'ACL',
@@ -104,6 +110,6 @@ export function aclSetUser(prefix: string, role: Role, password: string): string
     'on',
     `#${hash}`,
     'resetchannels',
-    ...rulesOf[role](keysFor(prefix)),
+    ...rulesOf[role](keysFor(prefix), door),
   ];
 }

@@ -7,6 +7,7 @@
  * chain is itself a Stage to the worker.
  */
 import type { Redis } from 'ioredis';
+import { carried, skipMarker } from './carried.ts';
 import { Entry, type Fields } from './entry.ts';
 import type { Keys } from './keys.ts';
 import { entryLog, type Logger } from './log.ts';
@@ -122,11 +123,14 @@ export function chain(stages: Stage[], redis: Redis, keys: Keys, log: Logger): S
    */
   function innerStep(i: number, step: Step, pass: (fields: Fields) => void, open: Set<Entry>): Step {
     const s = stages[i]!;
+    const send = (fields: Fields, stream?: string) => {
+      if (stream === undefined || stream === s.output) pass(fields);
+      else step.send(fields, stream);
+    };
     return {
-      send: (fields, stream) => {
-        if (stream === undefined || stream === s.output) pass(fields);
-        else step.send(fields, stream);
-      },
+      send,
+      // Carried here: a pass to the next stage in memory must hold them as a stream entry would.
+      sendFor: (input, fields, stream) => send(carried(input, fields), stream),
       ack: (entry) => {
         if (i > 0) open.delete(entry);
         else step.ack(entry);
@@ -138,7 +142,7 @@ export function chain(stages: Stage[], redis: Redis, keys: Keys, log: Logger): S
           open.delete(entry);
           deadLetter(s, entry, reason, error, step);
         }
-        const marker = markerOf(s, entry, reason);
+        const marker = skipMarker(s, entry, reason);
         if (marker) pass(marker);
       },
       write: (op, key, ...args) => step.write(op, key, ...args),
@@ -193,7 +197,7 @@ export function chain(stages: Stage[], redis: Redis, keys: Keys, log: Logger): S
     },
     handle: (entries, step) => runFrom(0, entries, step),
     async skipped(entry, reason, step) {
-      const marker = markerOf(first, entry, reason);
+      const marker = skipMarker(first, entry, reason);
       if (marker) await runFrom(1, [memoryEntry(marker)], step);
     },
     ...(ticking
@@ -239,16 +243,6 @@ function check(stages: Stage[]): void {
         `stage ${s.name} holds inputs across steps (it has a timer, e.g. a conflation window): it can only be first in a chain`,
       );
   }
-}
-
-function markerOf(s: Stage, entry: Entry, reason: string): Fields | undefined {
-  if (!s.marker || !s.output) return undefined;
-  const marker: Fields = { skip: reason };
-  for (const f of s.marker) {
-    const v = entry.optionalText(f);
-    if (v !== undefined) marker[f] = v;
-  }
-  return marker;
 }
 
 /**

@@ -4,7 +4,7 @@ import { groupsOf } from './backlog.ts';
 import { controlPrefix } from './control.ts';
 import { generationKeys, LOST_PREFIX } from './generation.ts';
 import { type Beat, pipelineProblems, readBeats } from './heartbeat.ts';
-import { type Keys, streams } from './keys.ts';
+import type { Keys } from './keys.ts';
 
 export interface StreamView {
   stream: string;
@@ -40,17 +40,25 @@ export async function streamKeys(redis: Redis, keys: Keys): Promise<string[]> {
   return found.filter((k) => !k.startsWith(control)).sort();
 }
 
-/** Where a stream comes in the pipeline: its known streams in order, then the others (outputs, tests) by name. */
-function pipelineRank(keys: Keys, stream: string): number {
-  const at = Object.values(streams).findIndex((name) => keys.stream(name) === stream);
+/** Where a stream comes in `order` (the pipeline's streams), the others (outputs, tests) after them. */
+function pipelineRank(keys: Keys, order: readonly string[], stream: string): number {
+  const at = order.findIndex((name) => keys.stream(name) === stream);
   return at === -1 ? Number.MAX_SAFE_INTEGER : at;
 }
 
-/** Every stream of the pipeline in pipeline order, with its consumer groups. */
-export async function describeStreams(redis: Redis, keys: Keys): Promise<StreamView[]> {
+/**
+ * Every stream of the pipeline with its consumer groups: those of `order` (stream names in
+ * pipeline order, from the stages layer) first, in that order, then the others by name.
+ */
+export async function describeStreams(
+  redis: Redis,
+  keys: Keys,
+  order: readonly string[],
+): Promise<StreamView[]> {
   const views: StreamView[] = [];
   const found = await streamKeys(redis, keys);
-  found.sort((a, b) => pipelineRank(keys, a) - pipelineRank(keys, b) || a.localeCompare(b));
+  const rank = (stream: string) => pipelineRank(keys, order, stream);
+  found.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   for (const stream of found) {
     const groups = [];
     for (const g of await groupsOf(redis, stream)) {

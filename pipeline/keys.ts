@@ -1,5 +1,3 @@
-import { laneStream, lanes } from './lanes.ts';
-
 /**
  * Key names. Every key carries the hash tag `{prefix}` so that each multi-key atomic step
  * (read stream, output stream, DLQ, blobs, checkpoints) lands in one Redis Cluster slot.
@@ -30,19 +28,3 @@ export function keys(prefix: string): Keys {
     of: (...parts) => [tag, ...parts].join(':'),
   };
 }
-
-/** Base name of the generic families' lane streams (`events:<lane>`). */
-export const EVENTS = 'events';
-
-/** Stream names of the stages, in pipeline order. */
-export const streams = {
-  ingest: 'ingest',
-  /** Critical events, appended by the door beside `ingest` (pipeline/lanes.ts). */
-  ingest_critical: laneStream('ingest', 'critical'),
-  validated: 'validated',
-  transitive: 'transitive',
-  canonical: 'canonical',
-  serialized: 'serialized',
-  /** Validated events of the generic families, one stream per priority lane (pipeline/lanes.ts). */
-  ...Object.fromEntries(lanes.map((lane) => [`events_${lane}`, laneStream(EVENTS, lane)])),
-} as const;

@@ -11,7 +11,7 @@
 import type { Redis } from 'ioredis';
 import { Gauge } from 'prom-client';
 import { type GroupInfo, groupsOf } from './backlog.ts';
-import { type Keys, streams } from './keys.ts';
+import type { Keys } from './keys.ts';
 import type { Logger } from './log.ts';
 import { registry } from './metrics.ts';
 import { runScript } from './scripts.ts';
@@ -52,16 +52,21 @@ export const pipelineGauges = {
 };
 
 /**
- * Reports the pipeline gauges from `redis` (a fail-fast connection: a scrape must never wait on
- * an outage) until the returned function is called. Redis unreachable: the gauges are left
- * empty rather than stale.
+ * Reports the pipeline gauges of `streams` (the pipeline's stream names, from the stages layer)
+ * from `redis` (a fail-fast connection: a scrape must never wait on an outage) until the returned
+ * function is called. Redis unreachable: the gauges are left empty rather than stale.
  */
-export function reportPipeline(redis: Redis, keys: Keys, log: Logger): () => void {
+export function reportPipeline(
+  redis: Redis,
+  keys: Keys,
+  streams: readonly string[],
+  log: Logger,
+): () => void {
   let inFlight: Promise<void> | undefined;
   let failing = false;
   const read = async () => {
     try {
-      await readPipeline(redis, keys, log);
+      await readPipeline(redis, keys, streams, log);
       failing = false;
     } catch (err) {
       for (const gauge of Object.values(pipelineGauges)) gauge.reset();
@@ -82,10 +87,15 @@ export function reportPipeline(redis: Redis, keys: Keys, log: Logger): () => voi
   };
 }
 
-async function readPipeline(redis: Redis, keys: Keys, log: Logger): Promise<void> {
+async function readPipeline(
+  redis: Redis,
+  keys: Keys,
+  streams: readonly string[],
+  log: Logger,
+): Promise<void> {
   const now = Date.now();
   const lag: Array<[string, number | null, number, number]> = [];
-  for (const name of Object.values(streams)) {
+  for (const name of streams) {
     const stream = keys.stream(name);
     for (const group of await groupsOf(redis, stream)) {
       const oldest = await oldestUnacknowledged(redis, stream, group);

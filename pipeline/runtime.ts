@@ -93,13 +93,19 @@ function controlOf(
   };
 }
 
-export async function run(components: Component[], config: Config, log: Logger): Promise<void> {
+/** Runs `components`; `streams` are the pipeline's stream names (the stages layer's), for the lag gauges. */
+export async function run(
+  components: Component[],
+  streams: readonly string[],
+  config: Config,
+  log: Logger,
+): Promise<void> {
   // Before any component starts, so the first request and the first batch are traced.
   await startTracing('atlas', log);
   const metricsServer = config.ATLAS_METRICS_PORT > 0 ? serveOps(config, components, log) : undefined;
   // Stage processes only: the door's Redis user may not read the other streams or the DLQ.
   // Read only when scraped (the operator listener, or the door's /metrics in the same process).
-  const pipeline = components.some((c) => 'worker' in c) ? pipelineGauges(config, log) : undefined;
+  const pipeline = components.some((c) => 'worker' in c) ? pipelineGauges(streams, config, log) : undefined;
   let stopping = false;
   const stopAll = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -125,9 +131,9 @@ export async function run(components: Component[], config: Config, log: Logger):
 }
 
 /** Reports the pipeline gauges (lag, DLQ) on a connection of their own; returns how to stop. */
-function pipelineGauges(config: Config, log: Logger): () => void {
+function pipelineGauges(streams: readonly string[], config: Config, log: Logger): () => void {
   const redis = connectFailFast(config, 'atlas-metrics', log);
-  const stop = reportPipeline(redis, keys(config.ATLAS_PREFIX), log);
+  const stop = reportPipeline(redis, keys(config.ATLAS_PREFIX), streams, log);
   return () => {
     stop();
     redis.disconnect();

@@ -13,6 +13,11 @@ import type { Logger } from './log.ts';
 export interface Step {
   /** Appends an output entry (to the stage's output stream unless another is named). */
   send(fields: Fields, stream?: string): void;
+  /**
+   * Appends an output entry sent for `input`: the runtime adds the input's `received_at` and
+   * `traceparent` (pipeline/carried.ts) unless `fields` sets them.
+   */
+  sendFor(input: Entry, fields: Fields, stream?: string): void;
   /** Marks an input done. Inputs neither acked nor dead-lettered stay pending. */
   ack(entry: Entry): void;
   /** Sends an input to the DLQ (with a skip marker when the stage declares one) and acks it. */
@@ -61,8 +66,11 @@ export interface Stage {
   output?: string;
   /** The runtime hands entries to `handle` in dense order of field `seq` (per value of field `key`). */
   order?: { seq: string; key?: string };
-  /** Fields copied from a dead-lettered input into a skip marker on the output, keeping it dense. */
-  marker?: string[];
+  /**
+   * Fields copied from a dead-lettered input into a skip marker on the output, keeping it dense
+   * (the runtime adds the carried ones, pipeline/carried.ts).
+   */
+  marker?: readonly string[];
   /** One active instance, holding a lease; further instances wait as hot standbys. */
   singleton?: boolean;
   /**

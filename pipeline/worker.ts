@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { backlog } from './backlog.ts';
 import { backoffMs, sleep } from './backoff.ts';
+import { carried, skipMarker } from './carried.ts';
 import { resolveBlobs } from './claim-check.ts';
 import { Commit } from './commit.ts';
 import type { Config } from './config.ts';
@@ -825,12 +826,14 @@ export class Worker {
 
   private stepFor(commit: Commit): Step {
     const output = this.stage.output;
+    const send = (fields: Fields, stream?: string) => {
+      const name = stream ?? output;
+      if (!name) throw new Error(`stage ${this.stage.name} has no output stream`);
+      commit.append(this.keys.stream(name), this.spans.carry(fields));
+    };
     return {
-      send: (fields: Fields, stream?: string) => {
-        const name = stream ?? output;
-        if (!name) throw new Error(`stage ${this.stage.name} has no output stream`);
-        commit.append(this.keys.stream(name), this.spans.carry(fields));
-      },
+      send,
+      sendFor: (input, fields, stream) => send(carried(input, fields), stream),
       ack: (entry) => commit.ack(entry.id),
       deadLetter: (entry, reason, error) => this.deadLetterInto(commit, entry, reason, error),
       write: (op, key, ...args) => commit.write(op, key, ...args),
@@ -845,14 +848,8 @@ export class Worker {
       commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
       commit.write('HINCRBY', this.keys.dlqCounts, `${this.stage.name}|${reason}`, '1');
     }
-    if (this.stage.marker && this.stage.output) {
-      const marker: Fields = { skip: reason };
-      for (const f of this.stage.marker) {
-        const v = entry.optionalText(f);
-        if (v !== undefined) marker[f] = v;
-      }
-      commit.append(this.keys.stream(this.stage.output), this.spans.carry(marker));
-    }
+    const marker = skipMarker(this.stage, entry, reason);
+    if (marker) commit.append(this.keys.stream(this.stage.output!), this.spans.carry(marker));
     commit.ack(entry.id);
     metrics.deadLettered.inc({ stage: this.stage.name, reason });
     this.spans.deadLettered(entry, reason, error);

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { aclSetUser, type Role, roles } from '../../pipeline/acl.ts';
 import { newToken } from '../../pipeline/auth.ts';
 import { loadConfig, settings, settingsTable, settingsValues, shownValue } from '../../pipeline/config.ts';
+import { doorStreams } from '../../stages/streams.ts';
 import { UsageError } from './errors.ts';
 import { printJson, table } from './output.ts';
 
@@ -57,7 +58,7 @@ export function register(program: Command): void {
         // a file, not an argument: arguments are visible to every user of the machine (ps)
         const password = readFileSync(opts[role]!, 'utf8').trim();
         if (!password) throw new UsageError(`the password file of --${role} is empty`);
-        console.log(aclSetUser(prefix, role, password).join(' '));
+        console.log(aclSetUser(prefix, role, password, doorStreams).join(' '));
       }
     });
 

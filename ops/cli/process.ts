@@ -6,6 +6,7 @@ import { type Component, componentsNotReady, run, stageComponent } from '../../p
 import type { StageFactory } from '../../pipeline/stage.ts';
 import { stageNames, workerStages } from '../../stages/index.ts';
 import { ingestComponent } from '../../stages/ingest/index.ts';
+import { pipelineStreams } from '../../stages/streams.ts';
 import { UsageError } from './errors.ts';
 
 /**
@@ -36,7 +37,7 @@ export async function runStages(names: string[], config: Config, log: Logger): P
   if (all.includes('ingest')) {
     components.unshift(ingestComponent(config, log, () => componentsNotReady(components.slice(1))));
   }
-  await run(components, config, log);
+  await run(components, pipelineStreams, config, log);
 }
 
 /** What `atlas up` runs: every stage, the chains of ATLAS_CHAINS as one unit each. */

@@ -11,12 +11,13 @@ import type { Redis } from 'ioredis';
 import { deletePipelineKeys } from '../../pipeline/cleanup.ts';
 import type { Config } from '../../pipeline/config.ts';
 import { generationKeys, LOST_PREFIX, newGenerationId } from '../../pipeline/generation.ts';
-import { type Keys, streams } from '../../pipeline/keys.ts';
+import type { Keys } from '../../pipeline/keys.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { canonicalStore, continueAfter } from '../../stages/canonical/store.ts';
 import { openSink } from '../../stages/emit/index.ts';
 import { sequencesOf, type Tail } from '../../stages/emit/sink.ts';
 import { decodeEnvelope } from '../../stages/serialize/diff-codec.ts';
+import { streams } from '../../stages/streams.ts';
 
 export interface RootTail {
   root: string;

@@ -16,6 +16,7 @@ import {
 import type { Keys } from '../../pipeline/keys.ts';
 import { isPaused } from '../../pipeline/pause.ts';
 import { workerStageNames } from '../../stages/names.ts';
+import { pipelineStreams } from '../../stages/streams.ts';
 import { RefusedError } from './errors.ts';
 import { ageOf, printJson, table } from './output.ts';
 import { withRedis } from './session.ts';
@@ -84,7 +85,7 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
       const seen = await withRedis(async (redis, k) => {
-        const views = await describeStreams(redis, k);
+        const views = await describeStreams(redis, k, pipelineStreams);
         const health = await describeHealth(redis, k);
         const stages = await describeStages(redis, k, health.instances);
         const others = views.length === 0 ? await knownPrefixes(redis) : [];

@@ -6,8 +6,8 @@
  */
 import { JobRefused } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
-import { streams } from '../../pipeline/keys.ts';
 import type { StageFactory, Step } from '../../pipeline/stage.ts';
+import { streams } from '../streams.ts';
 import { freshTraceparent } from '../topology/traceparent.ts';
 import { latestGraphs } from './latest.ts';
 import { canonicalStore, type Emitted, loadEmitted, recordEmission } from './store.ts';
@@ -35,41 +35,40 @@ export const createCanonical: StageFactory = ({ config, redis, keys }) => {
       ? eventSeq >= (last?.event_seq ?? 0)
       : eventSeq > (last?.event_seq ?? 0);
     if (!last || (last.hash !== hash && newer))
-      emit(step, root, hash, latest.text('graph'), eventSeq, {
-        received_at: latest.text('received_at'),
-        traceparent: latest.text('traceparent'),
-      });
+      emit(step, root, hash, latest.text('graph'), eventSeq, latest);
     for (const e of inputs) step.ack(e);
   }
 
-  /** One update of `root`, numbered after the last one emitted, recorded with it. */
+  /**
+   * One update of `root`, numbered after the last one emitted, recorded with it: sent for `input`
+   * (the runtime carries its context), or, for an operator's job no request caused (a republish,
+   * a rebuild), with a fresh context.
+   */
   function emit(
     step: Step,
     root: string,
     hash: string,
     graph: string,
     eventSeq: number,
-    context: { received_at: string; traceparent: string },
+    input: Entry | 'operator',
   ): void {
     const next: Emitted = {
       hash,
       sequence_number: (emitted.get(root)?.sequence_number ?? 0) + 1,
       event_seq: eventSeq,
     };
-    step.send({
+    const fields = {
       root,
       sequence_number: String(next.sequence_number),
       event_seq: String(eventSeq),
       hash,
       graph,
-      ...context,
-    });
+    };
+    if (input !== 'operator') step.sendFor(input, fields);
+    else step.send({ ...fields, received_at: String(Date.now()), traceparent: freshTraceparent() });
     recordEmission(step, store, root, next, graph);
     emitted.set(root, next);
   }
-
-  /** Fresh context of an update no request caused (a republish, a rebuild). */
-  const operatorContext = () => ({ received_at: String(Date.now()), traceparent: freshTraceparent() });
 
   function hold(entry: Entry): void {
     const root = entry.text('root');
@@ -113,7 +112,7 @@ export const createCanonical: StageFactory = ({ config, redis, keys }) => {
         await ctx.commit((step) => {
           roots.forEach((root, i) => {
             const last = emitted.get(root)!;
-            emit(step, root, last.hash, graphs[i]!, last.event_seq, operatorContext());
+            emit(step, root, last.hash, graphs[i]!, last.event_seq, 'operator');
             result.sequenceNumbers[root] = last.sequence_number + 1;
           });
         }, result);
@@ -139,7 +138,7 @@ export const createCanonical: StageFactory = ({ config, redis, keys }) => {
               e.hash,
               e.graph,
               Math.max(e.eventSeq, emitted.get(root)?.event_seq ?? 0),
-              operatorContext(),
+              'operator',
             );
         }, result);
         return result;

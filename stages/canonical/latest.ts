@@ -2,7 +2,8 @@
 import type { Redis } from 'ioredis';
 import { resolveBlobs } from '../../pipeline/claim-check.ts';
 import { parseEntries } from '../../pipeline/entry.ts';
-import { type Keys, streams } from '../../pipeline/keys.ts';
+import type { Keys } from '../../pipeline/keys.ts';
+import { streams } from '../streams.ts';
 
 export interface LatestGraph {
   hash: string;

@@ -8,12 +8,12 @@
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { type Generation, StateLostError } from '../../pipeline/generation.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { entryLog, type Logger } from '../../pipeline/log.ts';
 import { endToEndSeconds, metrics } from '../../pipeline/metrics.ts';
 import { redactUrl } from '../../pipeline/secrets.ts';
 import { FencedError, type StageContext, type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { sendSpans } from '../../pipeline/tracing.ts';
+import { streams } from '../streams.ts';
 import { kafkaConnection } from './kafka-client.ts';
 import { KafkaSink } from './kafka-sink.ts';
 import { metered } from './metered-sink.ts';

@@ -11,11 +11,11 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Blob, checkFields } from '../../pipeline/claim-check.ts';
 import type { Keys } from '../../pipeline/keys.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { laneStream } from '../../pipeline/lanes.ts';
 import { runScript } from '../../pipeline/scripts.ts';
 import type { Fence } from '../../pipeline/stage.ts';
 import { lookup } from '../families/registry.ts';
+import { streams } from '../streams.ts';
 import type { Envelope } from './envelope.ts';
 import { ingestMetrics } from './metrics.ts';
 

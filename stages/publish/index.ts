@@ -10,7 +10,6 @@
  */
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
-import { EVENTS } from '../../pipeline/keys.ts';
 import type { Lane } from '../../pipeline/lanes.ts';
 import {
   FencedError,
@@ -21,7 +20,7 @@ import {
   TransientError,
 } from '../../pipeline/stage.ts';
 import { trimLocal } from '../families/local.ts';
-import { localStream } from '../streams.ts';
+import { EVENTS, localStream } from '../streams.ts';
 import { publishMetrics } from './metrics.ts';
 import { type EventMessage, openEventSink } from './sink.ts';
 import { closedWindows, summarise } from './summary.ts';

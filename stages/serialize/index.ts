@@ -11,8 +11,8 @@
  * stay safe to run, they only send more snapshots.
  */
 import type { Config } from '../../pipeline/config.ts';
-import { streams } from '../../pipeline/keys.ts';
 import type { StageFactory } from '../../pipeline/stage.ts';
+import { contracts, streams } from '../streams.ts';
 import type { GraphWire } from '../topology/graph-wire.ts';
 import { DIFF_MESSAGE, encodeCanonicalGraphDiff, SNAPSHOT_MESSAGE } from './diff-codec.ts';
 import { encodeCanonicalGraphUpdated } from './encode.ts';
@@ -26,7 +26,7 @@ export const createSerialize: StageFactory = ({ config, log }) => {
     name: 'serialize',
     input: streams.canonical,
     output: streams.serialized,
-    marker: ['root', 'sequence_number', 'received_at'],
+    marker: contracts.serialized.marker,
     handle(entries, step) {
       for (const entry of entries) {
         const graph = entry.json<GraphWire>('graph');
@@ -44,14 +44,12 @@ export const createSerialize: StageFactory = ({ config, log }) => {
           distinct_nodes: graph.nodes.length,
           bytes: encoded.value.length,
         };
-        step.send({
+        step.sendFor(entry, {
           root: graph.root_id,
           sequence_number: sequenceNumber,
           message: encoded.message,
           summary: JSON.stringify(summary),
           value: Buffer.from(encoded.value.buffer, encoded.value.byteOffset, encoded.value.length),
-          received_at: entry.text('received_at'),
-          traceparent: entry.text('traceparent'),
         });
         step.ack(entry);
       }

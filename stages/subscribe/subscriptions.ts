@@ -16,9 +16,10 @@ import type { Redis } from 'ioredis';
 import { resolveBlobs } from '../../pipeline/claim-check.ts';
 import type { Config } from '../../pipeline/config.ts';
 import { type Entry, parseEntries } from '../../pipeline/entry.ts';
-import { type Keys, streams } from '../../pipeline/keys.ts';
+import type { Keys } from '../../pipeline/keys.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { connectWorker } from '../../pipeline/redis.ts';
+import { streams } from '../streams.ts';
 import { subscribeMetrics } from './metrics.ts';
 
 const GROUP_PREFIX = 'subscriber:';

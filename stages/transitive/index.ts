@@ -6,8 +6,8 @@
 
 import type { JobContext, JobResult } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { Rejection, type StageFactory, type Step } from '../../pipeline/stage.ts';
+import { streams } from '../streams.ts';
 import type { TopologyEvent } from '../topology/events.ts';
 import { toWire } from '../topology/graph-wire.ts';
 import { freshTraceparent } from '../topology/traceparent.ts';
@@ -57,23 +57,25 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
     sinceSnapshot = 0;
   }
 
-  /** A graph of `root` onto the output, numbered next; `rebuild` marks it for canonical's comparison. */
+  /**
+   * A graph of `root` onto the output, numbered next: sent for `input` (the runtime carries its
+   * context), or for a rebuild, which no request caused, with a fresh context and `rebuild` set
+   * for canonical's comparison.
+   */
   function sendGraph(
     step: Step,
     root: string,
     { tree, canonical_space_ids }: Canonical,
     meta: TopologyEvent['meta'],
-    fields: {
-      event_seq: string;
-      event_id: string;
-      received_at: string;
-      traceparent: string;
-      rebuild?: string;
-    },
+    fields: { event_seq: string; event_id: string },
+    input: Entry | 'rebuild',
   ): void {
     lastSent.set(root, tree.hash);
     const wire = toWire({ root_id: root, tree, canonical_space_ids, meta });
-    step.send({ root, hash: wire.hash, graph: JSON.stringify(wire), ...fields, out_seq: String(++outSeq) });
+    const out = { root, hash: wire.hash, graph: JSON.stringify(wire), ...fields, out_seq: String(++outSeq) };
+    if (input !== 'rebuild') step.sendFor(input, out);
+    else
+      step.send({ ...out, received_at: String(Date.now()), traceparent: freshTraceparent(), rebuild: '1' });
     step.write('SET', k.outSeq, String(outSeq));
   }
 
@@ -96,13 +98,14 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
       const last = rebuilt.last;
       if (!last) return;
       for (const root of roots)
-        sendGraph(step, root, graph.canonical(root), last.meta, {
-          event_seq: String(rebuilt.next - 1),
-          event_id: 'rebuild',
-          received_at: String(Date.now()),
-          traceparent: freshTraceparent(),
-          rebuild: '1',
-        });
+        sendGraph(
+          step,
+          root,
+          graph.canonical(root),
+          last.meta,
+          { event_seq: String(rebuilt.next - 1), event_id: 'rebuild' },
+          'rebuild',
+        );
     }, result);
     return result;
   }
@@ -170,12 +173,17 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
       function send(root: string, event: TopologyEvent, entry: Entry): void {
         const canonical = graph.canonical(root);
         if (lastSent.get(root) === canonical.tree.hash) return;
-        sendGraph(step, root, canonical, event.meta, {
-          event_seq: entry.text('seq'),
-          event_id: entry.text('event_id'),
-          received_at: entry.text('received_at'),
-          traceparent: entry.text('traceparent'),
-        });
+        sendGraph(
+          step,
+          root,
+          canonical,
+          event.meta,
+          {
+            event_seq: entry.text('seq'),
+            event_id: entry.text('event_id'),
+          },
+          entry,
+        );
       }
     },
   };

@@ -6,12 +6,12 @@
  * `seq` stays dense there for transitive. Bad ones: a DLQ entry plus a skip marker.
  */
 import type { Entry } from '../../pipeline/entry.ts';
-import { EVENTS, streams } from '../../pipeline/keys.ts';
 import { laneStream } from '../../pipeline/lanes.ts';
 import { Rejection, type Stage, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { Registered } from '../families/registry.ts';
 import { lookup } from '../families/registry.ts';
 import { validateFamilyEvent } from '../families/validate.ts';
+import { contracts, EVENTS, streams } from '../streams.ts';
 import { validateEvent } from './schemas.ts';
 
 export const createValidate: StageFactory = () => validateStage('validate', streams.ingest);
@@ -24,7 +24,7 @@ const validateStage = (name: string, input: string): Stage => ({
   name,
   input,
   output: streams.validated,
-  marker: ['seq', 'event_id', 'received_at', 'traceparent'],
+  marker: contracts.validated.marker,
   handle(entries, step) {
     for (const entry of entries) {
       let payload: unknown;
@@ -61,13 +61,11 @@ function validateTopology(
     step.deadLetter(entry, result.reason, new Rejection(result.reason, result.message, result.issues));
     return;
   }
-  step.send({
+  step.sendFor(entry, {
     seq: entry.text('seq'),
     event_id: entry.text('event_id'),
     event_type: result.event.event_type,
     event: JSON.stringify(result.event),
-    received_at: entry.text('received_at'),
-    traceparent: entry.text('traceparent'),
   });
   step.ack(entry);
 }
@@ -86,13 +84,9 @@ function validateGeneric(
     return;
   }
   const timestamp = Number(entry.text('timestamp'));
-  const passOn = {
-    seq: entry.text('seq'),
-    event_id: entry.text('event_id'),
-    received_at: entry.text('received_at'),
-    traceparent: entry.text('traceparent'),
-  };
-  step.send(
+  const passOn = { seq: entry.text('seq'), event_id: entry.text('event_id') };
+  step.sendFor(
+    entry,
     {
       ...passOn,
       event_type: eventType,
@@ -111,6 +105,6 @@ function validateGeneric(
     },
     laneStream(EVENTS, spec.priority),
   );
-  step.send({ ...passOn, skip: `routed:${family.name}` });
+  step.sendFor(entry, { ...passOn, skip: `routed:${family.name}` });
   step.ack(entry);
 }

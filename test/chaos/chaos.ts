@@ -27,7 +27,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { listDeadLetters } from '../../pipeline/dlq.ts';
-import { streams } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import {
   createTopic,
   decodeTopic,

@@ -12,7 +12,8 @@ import {
   AtlasUnavailableError,
 } from '../../clients/typescript/index.ts';
 import { newToken } from '../../pipeline/auth.ts';
-import { keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { keys as keysFor } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { address, meta, spaceId, topicId } from '../support/events.ts';
 import { type Door, startDoor } from '../support/http.ts';

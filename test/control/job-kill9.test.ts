@@ -7,7 +7,7 @@
  */
 import { afterEach, expect, it } from 'vitest';
 import { findJob } from '../../pipeline/control.ts';
-import { streams } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import { validateEvent } from '../../stages/validate/schemas.ts';
 import { atlasOn } from '../support/control.ts';
 import { type Envelope, spaceCreated, spaceId, trustExtended } from '../support/events.ts';

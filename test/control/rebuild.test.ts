@@ -9,11 +9,12 @@
  * rebuild emits nothing; `atlas republish` emits one update with the next number.
  */
 import { afterAll, expect, it } from 'vitest';
-import { type Keys, streams } from '../../pipeline/keys.ts';
+import type { Keys } from '../../pipeline/keys.ts';
 import type { StageFactory } from '../../pipeline/stage.ts';
 import { createCanonical } from '../../stages/canonical/index.ts';
 import { createEmit } from '../../stages/emit/index.ts';
 import { createSerialize } from '../../stages/serialize/index.ts';
+import { streams } from '../../stages/streams.ts';
 import { checkpointKeys } from '../../stages/transitive/checkpoint.ts';
 import { createTransitive } from '../../stages/transitive/index.ts';
 import { createValidate } from '../../stages/validate/index.ts';

@@ -8,8 +8,8 @@
 import { afterAll, expect, it } from 'vitest';
 import { groupsOf } from '../../pipeline/backlog.ts';
 import { deletePipelineKeys } from '../../pipeline/cleanup.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { metrics } from '../../pipeline/metrics.ts';
+import { streams } from '../../stages/streams.ts';
 import { createValidate } from '../../stages/validate/index.ts';
 import { testConfig } from '../support/config.ts';
 import { acceptEvents, atlasOn } from '../support/control.ts';

@@ -6,7 +6,7 @@
  * stream is trimmed up to the oldest kept snapshot's floor and a rebuild from that snapshot works.
  */
 import { afterAll, expect, it } from 'vitest';
-import { streams } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import { createTransitive } from '../../stages/transitive/index.ts';
 import { listSnapshots, snapshotKeys } from '../../stages/transitive/snapshot.ts';
 import { createValidate } from '../../stages/validate/index.ts';

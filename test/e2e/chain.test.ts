@@ -11,8 +11,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readBeats } from '../../pipeline/heartbeat.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { workerStageNames } from '../../stages/names.ts';
+import { streams } from '../../stages/streams.ts';
 import { createTopic, decodeTopic, readTopic, sequenceNumbers, waitForCount } from '../support/e2e-kafka.ts';
 import { useSharedBroker } from '../support/e2e-lock.ts';
 import { E2EPipeline } from '../support/e2e-pipeline.ts';

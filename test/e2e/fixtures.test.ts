@@ -17,7 +17,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { streams } from '../../pipeline/keys.ts';
+import { carriedFields } from '../../pipeline/carried.ts';
+import { contracts, type StreamContract, streams } from '../../stages/streams.ts';
 import {
   type DecodedUpdate,
   decodeTopic,
@@ -113,7 +114,25 @@ async function expectTopic(
   const { conflicts, invalid } = expectationOf(fixture.roots, fixture.events);
   const dead = (await p.deadLetters()).map((d) => d.original.event_id).sort();
   expect(dead).toEqual([...conflicts, ...invalid].sort());
+  await expectContracts(p);
   return perRoot;
+}
+
+/**
+ * Every entry of the route's streams holds what its stream's contract (stages/streams.ts) and
+ * the runtime's carried fields say: an entry its fields, a skip marker its marker's.
+ */
+async function expectContracts(p: E2EPipeline): Promise<void> {
+  const route = Object.entries(contracts) as [keyof typeof contracts, StreamContract][];
+  for (const [name, contract] of route) {
+    const entries = await readAll(fx.redis, p.keys.stream(streams[name]));
+    expect(entries.length, `entries of ${name}`).toBeGreaterThan(0);
+    for (const e of entries) {
+      const own = e.has('skip') ? ['skip', ...(contract.marker ?? [])] : contract.fields;
+      const missing = [...own, ...carriedFields].filter((f) => !e.has(f) && !e.has(`${f}@blob`));
+      expect(missing, `${name} entry ${e.id}`).toEqual([]);
+    }
+  }
 }
 
 /** What must be equal between two runs: every update, in order (traceparents differ by design). */

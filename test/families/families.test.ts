@@ -7,8 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVENTS, streams } from '../../pipeline/keys.ts';
 import { laneStream, lanes } from '../../pipeline/lanes.ts';
+import { EVENTS, streams } from '../../stages/streams.ts';
 import {
   decodeWithStage,
   deleteTopics,

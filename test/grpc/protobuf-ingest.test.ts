@@ -5,8 +5,8 @@
  * 400 naming the fault with nothing accepted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { streams } from '../../pipeline/keys.ts';
 import { atlas } from '../../proto/gen/bus.js';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { spaceCreated, spaceId, topicId } from '../support/events.ts';
 import { protobufEnvelope, toProto } from '../support/grpc.ts';

@@ -6,8 +6,8 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newToken } from '../../pipeline/auth.ts';
-import { streams } from '../../pipeline/keys.ts';
 import type { atlas } from '../../proto/gen/bus.js';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { spaceCreated } from '../support/events.ts';
 import {

@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { groupsOf } from '../../pipeline/backlog.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { registry } from '../../pipeline/metrics.ts';
 import type { atlas } from '../../proto/gen/bus.js';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { type Envelope, spaceCreated, trustExtended } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../pipeline/auth.ts';
 import { parseConfig } from '../../pipeline/config.ts';
-import { streams } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { spaceCreated } from '../support/events.ts';
 import { type Door, postJson, request, startDoor } from '../support/http.ts';

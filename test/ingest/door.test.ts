@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StateLostError } from '../../pipeline/generation.ts';
-import { keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { keys as keysFor } from '../../pipeline/keys.ts';
 import { Acceptor as MergingDoor } from '../../stages/ingest/accept.ts';
 import { ingestMetrics } from '../../stages/ingest/metrics.ts';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { type Envelope, spaceCreated, trustExtended } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../pipeline/auth.ts';
-import { streams } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { spaceCreated } from '../support/events.ts';
 import { capturingLog, type Door, request, startDoor } from '../support/http.ts';

@@ -1,7 +1,7 @@
 /** Bodies built to hurt: deep nesting and ids that are not well-formed Unicode. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { streams } from '../../pipeline/keys.ts';
 import { nestsDeeperThan } from '../../stages/ingest/json-depth.ts';
+import { streams } from '../../stages/streams.ts';
 import { testConfig } from '../support/config.ts';
 import { spaceCreated } from '../support/events.ts';
 import { capturingLog, type Door, postJson, startDoor } from '../support/http.ts';

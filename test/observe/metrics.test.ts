@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { purge } from '../../pipeline/dlq.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { registry } from '../../pipeline/metrics.ts';
 import { reportPipeline } from '../../pipeline/pipeline-gauges.ts';
 import { type StageFactory, TransientError } from '../../pipeline/stage.ts';
 import { createEmit } from '../../stages/emit/index.ts';
+import { pipelineStreams, streams } from '../../stages/streams.ts';
 import { testConfig, testLog } from '../support/config.ts';
 import { spaceCreated, spaceId } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';
@@ -171,7 +171,7 @@ describe('operator metrics', () => {
   it('reports the DLQ by stage and reason, and lag in entries and seconds while a stage is stopped', async () => {
     const { prefix, keys } = fx.freshPrefix('metrics-dlq');
     const config = testConfig(prefix);
-    const stopReporting = reportPipeline(fx.redis, keys, testLog);
+    const stopReporting = reportPipeline(fx.redis, keys, pipelineStreams, testLog);
     try {
       const input = keys.stream(streams.ingest);
       const stage = await startStage(judge, config);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureImageContents } from '../../ops/image-contents.ts';
-import { streams } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import { Child, ROOT } from '../support/processes.ts';
 import { freePort, useRedis } from '../support/redis.ts';
 

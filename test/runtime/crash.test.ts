@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { listDeadLetters } from '../../pipeline/dlq.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { accept } from '../../stages/ingest/accept.ts';
+import { streams } from '../../stages/streams.ts';
 import { envelope, spaceCreated } from '../support/events.ts';
 import { delay, eventually } from '../support/eventually.ts';
 import { killChildren, spawnAtlas, spawnStage } from '../support/processes.ts';

@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { aclSetUser, aclUserName, type Role, roles } from '../../pipeline/acl.ts';
 import { keys as keysFor } from '../../pipeline/keys.ts';
+import { doorStreams } from '../../stages/streams.ts';
 import { envelope, spaceCreated, spaceId } from '../support/events.ts';
 import { eventually } from '../support/eventually.ts';
 import { postJson, request } from '../support/http.ts';
@@ -44,7 +45,8 @@ async function refused(command: Promise<unknown>): Promise<void> {
 }
 
 beforeAll(async () => {
-  for (const role of roles) await fx.redis.call(...(aclSetUser(prefix, role, passwords[role]) as [string]));
+  for (const role of roles)
+    await fx.redis.call(...(aclSetUser(prefix, role, passwords[role], doorStreams) as [string]));
 });
 
 afterAll(async () => {
@@ -60,7 +62,7 @@ describe('Redis ACL users', () => {
     writeFileSync(file, `${passwords.door}\n`);
     const r = await runAtlas(['acl', '--door', file], { ATLAS_PREFIX: prefix });
     expect(r.code).toBe(0);
-    expect(r.stdout.trim()).toBe(aclSetUser(prefix, 'door', passwords.door).join(' '));
+    expect(r.stdout.trim()).toBe(aclSetUser(prefix, 'door', passwords.door, doorStreams).join(' '));
     expect(r.stdout).not.toContain(passwords.door);
   });
 

@@ -8,7 +8,8 @@
 import type { Redis } from 'ioredis';
 import { backlog } from '../../pipeline/backlog.ts';
 import { type DeadLetter, listDeadLetters } from '../../pipeline/dlq.ts';
-import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { type Keys, keys as keysFor } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import { KAFKA_BROKER } from './e2e-kafka.ts';
 import type { Envelope } from './events.ts';
 import { delay } from './eventually.ts';

@@ -7,7 +7,8 @@
 import type { Redis } from 'ioredis';
 import { resolveBlobs } from '../../pipeline/claim-check.ts';
 import { type DeadLetter, listDeadLetters } from '../../pipeline/dlq.ts';
-import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { type Keys, keys as keysFor } from '../../pipeline/keys.ts';
+import { streams } from '../../stages/streams.ts';
 import type { GraphWire, JsonTreeNode } from '../../stages/topology/graph-wire.ts';
 import { checkpointKeys, loadState } from '../../stages/transitive/checkpoint.ts';
 import type { Envelope } from './events.ts';

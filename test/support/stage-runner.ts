@@ -10,6 +10,7 @@
 import { loadConfig } from '../../pipeline/config.ts';
 import { createLogger } from '../../pipeline/log.ts';
 import { run, stageComponent } from '../../pipeline/runtime.ts';
+import { pipelineStreams } from '../../stages/streams.ts';
 import { type RelayOptions, relayStage } from './stages.ts';
 
 const kind = process.argv[2] ?? 'relay';
@@ -31,5 +32,5 @@ else if (kind !== 'relay') {
 }
 
 const component = await stageComponent(relayStage(opts), config, log);
-await run([component], config, log);
+await run([component], pipelineStreams, config, log);
 log.info({ consumer: component.worker.consumer, pid: process.pid }, 'worker started');

@@ -9,7 +9,10 @@ export type RunningStage = Component & { worker: Worker };
 
 const started = new Set<RunningStage>();
 
-export async function startStage(factory: StageFactory, config: Config): Promise<RunningStage> {
+export async function startStage(
+  factory: StageFactory | StageFactory[],
+  config: Config,
+): Promise<RunningStage> {
   const component = await stageComponent(factory, config, testLog);
   await component.start();
   started.add(component);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listDeadLetters } from '../../pipeline/dlq.ts';
-import { streams } from '../../pipeline/keys.ts';
 import { accept } from '../../stages/ingest/accept.ts';
+import { streams } from '../../stages/streams.ts';
 import { createValidate } from '../../stages/validate/index.ts';
 import { validateEvent } from '../../stages/validate/schemas.ts';
 import { testConfig } from '../support/config.ts';
