@@ -876,20 +876,33 @@ export class Worker {
     metrics.stagePaused.set({ stage: this.stage.name }, held ? 1 : 0);
   }
 
+  /** Backpressure: reading pauses while any stream the stage writes is over the high-water mark. */
+  private async checkBacklog(): Promise<void> {
+    const outputs = [this.stage.output, ...(this.stage.outputs ?? [])].filter((s) => s !== undefined);
+    if (outputs.length === 0) return;
+    let behind = 0;
+    let worst = '';
+    for (const output of outputs) {
+      const n = await backlog(this.redis, this.keys.stream(output));
+      if (n > behind) [behind, worst] = [n, output];
+    }
+    const paused = behind > this.config.ATLAS_HIGH_WATER;
+    if (paused !== this.paused)
+      this.log.info(
+        { backlog: behind, stream: worst },
+        paused ? 'output over high-water mark; pausing' : 'resuming',
+      );
+    this.paused = paused;
+    metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
+  }
+
   /** Backpressure, retention and gauges, about once a second. */
   private async housekeeping(): Promise<void> {
     if (Date.now() - this.lastHousekeeping < HOUSEKEEPING_MS) return;
     this.lastHousekeeping = Date.now();
     const lost = await this.generation!.check();
     if (lost) throw new StateLostError(lost);
-    if (this.stage.output) {
-      const behind = await backlog(this.redis, this.keys.stream(this.stage.output));
-      const paused = behind > this.config.ATLAS_HIGH_WATER;
-      if (paused !== this.paused)
-        this.log.info({ backlog: behind }, paused ? 'output over high-water mark; pausing' : 'resuming');
-      this.paused = paused;
-      metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
-    }
+    await this.checkBacklog();
     await this.readControlKeys();
     await trimAcknowledged(
       this.redis,

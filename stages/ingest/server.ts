@@ -20,7 +20,8 @@ import { backlog } from '../../pipeline/backlog.ts';
 import type { Config } from '../../pipeline/config.ts';
 import { StateLostError, watchGeneration } from '../../pipeline/generation.ts';
 import { pipelineProblems, readBeats } from '../../pipeline/heartbeat.ts';
-import { type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { EVENTS, type Keys, keys as keysFor, streams } from '../../pipeline/keys.ts';
+import { laneStream, lanes } from '../../pipeline/lanes.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
@@ -89,7 +90,12 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     },
   });
   app.server.maxConnections = config.ATLAS_HTTP_MAX_CONNECTIONS;
-  const backlogWatch = watchBacklog(redis, keys.stream(streams.ingest), config.ATLAS_HIGH_WATER);
+  // The lanes too: generic events pile up there when publishing lags, past validate's pause.
+  const backlogWatch = watchBacklog(
+    redis,
+    [streams.ingest, ...lanes.map((lane) => laneStream(EVENTS, lane))].map((s) => keys.stream(s)),
+    config.ATLAS_HIGH_WATER,
+  );
   const subscriptions = new Subscriptions(redis, keys, config, app.log as Logger);
   const memoryWatch = watchMemory(
     redis,
@@ -357,14 +363,14 @@ interface BacklogWatch {
   stop(): void;
 }
 
-/** The backlog is read a few times a second, not per request. */
-function watchBacklog(redis: Redis, stream: string, highWater: number): BacklogWatch {
+/** The backlog (the worst of `streams`) is read a few times a second, not per request. */
+function watchBacklog(redis: Redis, streams: string[], highWater: number): BacklogWatch {
   let behind = 0;
   const refresh = () =>
     // Subscribers are not the pipeline: a slow one must not stop publishing (their groups expire).
-    backlog(redis, stream, (group) => !isSubscriberGroup(group)).then(
-      (n) => {
-        behind = n;
+    Promise.all(streams.map((s) => backlog(redis, s, (group) => !isSubscriberGroup(group)))).then(
+      (each) => {
+        behind = Math.max(...each);
       },
       () => {},
     );

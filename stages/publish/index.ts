@@ -7,11 +7,17 @@
  * - `local`: stored on `local:<event_type>` for queries within the TTL, never published;
  * - `summary`: counted and summed into its window; a tick publishes one event per closed window.
  * Sink faults are transient (retried behind a circuit breaker, never dead-lettered).
+ *
+ * Exactly once: the entries of `events:<lane>` are published in stream order, and each Kafka
+ * transaction carries the lane's progress (the newest entry id published, the summary windows
+ * published and not yet known cleared) — see sink.ts. An entry at or before that id is
+ * acknowledged without being sent again; a window listed is cleared without being sent again.
  */
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { EVENTS } from '../../pipeline/keys.ts';
 import type { Lane } from '../../pipeline/lanes.ts';
+import { compareStreamIds } from '../../pipeline/retention.ts';
 import {
   FencedError,
   Rejection,
@@ -23,7 +29,7 @@ import {
 import { trimLocal } from '../families/local.ts';
 import { localStream } from '../streams.ts';
 import { publishMetrics } from './metrics.ts';
-import { type EventMessage, openEventSink } from './sink.ts';
+import { type EventMessage, NO_PROGRESS, openEventSink, type Progress } from './sink.ts';
 import { closedWindows, summarise } from './summary.ts';
 
 /** The publish stage of one lane (pipeline/lanes.ts makes one per lane, reading `events:<lane>`). */
@@ -33,21 +39,53 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
     const held = lease();
     return held !== undefined && (await redis.get(held.key)) === held.token;
   };
-  const sink = openEventSink(config, `publish-${lane}`, stillActive, log);
+  const sink = openEventSink(config, lane, stillActive, log);
   const breaker = new CircuitBreaker('publish');
+  /**
+   * What the sink holds as published: entries up to `lastId` and the windows listed. Known after
+   * each send; read from the sink again on activation and after any failed step (a send that
+   * failed may have committed all the same).
+   */
+  let done: Progress = NO_PROGRESS;
+  let known = false;
 
-  async function send(messages: EventMessage[], step: Step): Promise<void> {
-    if (messages.length === 0) return;
+  /** Sink faults are transient: retried behind the circuit breaker, never dead-lettered. */
+  async function atSink<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (!breaker.allows()) throw new TransientError('sink circuit open');
     try {
-      await sink.publish(messages, step);
+      const result = await fn();
       breaker.success();
+      return result;
     } catch (err) {
       if (err instanceof FencedError) throw err;
       breaker.failure();
       const why = err instanceof Error ? err.message : String(err);
-      throw new TransientError(`publishing events failed: ${why}`, { cause: err });
+      throw new TransientError(`${what} failed: ${why}`, { cause: err });
     }
+  }
+
+  async function published(): Promise<Progress> {
+    if (known) return done;
+    done = (await atSink('reading what the sink holds', () => sink.progress())) ?? NO_PROGRESS;
+    known = true;
+    if (done.lastId !== NO_PROGRESS.lastId)
+      log.info({ lane, last_id: done.lastId, windows: done.windows.length }, 'publish: sink progress read');
+    return done;
+  }
+
+  async function send(messages: EventMessage[], progress: Progress, step: Step): Promise<void> {
+    if (messages.length === 0) return;
+    known = false; // until the send is confirmed, what the sink holds is unknown
+    await atSink('publishing events', () => sink.publish(messages, progress, step));
+    done = progress;
+    known = true;
+  }
+
+  /** Entries the sink already holds (published before a crash or a failed commit): acked, not sent. */
+  function alreadyPublished(entry: Entry): boolean {
+    if (compareStreamIds(entry.id, done.lastId) > 0) return false;
+    publishMetrics.alreadyPublished.inc({ lane });
+    return true;
   }
 
   return {
@@ -55,43 +93,46 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
     input: EVENTS,
     singleton: true,
     async activate() {
-      try {
-        await sink.start();
-      } catch (err) {
-        if (err instanceof FencedError) throw err;
-        breaker.failure();
-        throw new TransientError('event sink unavailable at start', { cause: err });
-      }
-      breaker.success();
+      known = false;
+      await atSink('starting the event sink', () => sink.start());
+      await published();
       return undefined;
     },
+    async reset() {
+      known = false;
+    },
     async handle(entries, step) {
+      await published();
       const now = Date.now();
       const out: EventMessage[] = [];
-      const published: Entry[] = [];
+      const sent: Entry[] = [];
+      let lastId = done.lastId;
       for (const entry of entries) {
         const expiresAt = Number(entry.text('expires_at'));
         const eventType = entry.text('event_type');
-        if (expiresAt > 0 && now > expiresAt) {
-          publishMetrics.expired.inc({ event_type: eventType });
-          const message = `expired ${now - expiresAt} ms before delivery (expires_at ${expiresAt})`;
-          step.deadLetter(entry, 'expired', new Rejection('expired', message));
-          continue;
-        }
         const propagation = entry.text('propagation');
-        if (propagation === 'local') {
-          step.send(localFields(entry), localStream(eventType));
-          publishMetrics.stored.inc({ event_type: eventType });
-        } else if (propagation === 'summary') {
-          summarise(entry, keys, lane, step);
-        } else {
-          out.push(messageOf(entry));
-          published.push(entry);
+        if (propagation !== 'full' || !alreadyPublished(entry)) {
+          if (expiresAt > 0 && now > expiresAt) {
+            publishMetrics.expired.inc({ event_type: eventType });
+            const message = `expired ${now - expiresAt} ms before delivery (expires_at ${expiresAt})`;
+            step.deadLetter(entry, 'expired', new Rejection('expired', message));
+            continue;
+          }
+          if (propagation === 'local') {
+            step.send(localFields(entry), localStream(eventType));
+            publishMetrics.stored.inc({ event_type: eventType });
+          } else if (propagation === 'summary') {
+            summarise(entry, keys, lane, step);
+          } else {
+            out.push(messageOf(entry));
+            sent.push(entry);
+            if (compareStreamIds(entry.id, lastId) > 0) lastId = entry.id;
+          }
         }
         step.ack(entry);
       }
-      await send(out, step);
-      for (const e of published)
+      await send(out, { lastId, windows: done.windows }, step);
+      for (const e of sent)
         publishMetrics.published.inc({ event_type: e.text('event_type'), propagation: 'full' });
     },
     tick: {
@@ -100,14 +141,19 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
         await trimLocal(redis, keys);
         const closed = await closedWindows(redis, keys, lane, Date.now());
         if (closed.length === 0) return;
+        const { windows } = await published();
+        // Published windows still in Redis: their clearing was not committed. The others were.
+        const pending = new Set(closed.filter((c) => windows.includes(c.ident)).map((c) => c.ident));
+        const fresh = closed.filter((c) => !pending.has(c.ident));
+        if (pending.size > 0) publishMetrics.alreadyPublished.inc({ lane }, pending.size);
         await send(
-          closed.map((c) => c.message),
+          fresh.map((c) => c.message),
+          { lastId: done.lastId, windows: [...pending, ...fresh.map((c) => c.ident)] },
           step,
         );
-        for (const c of closed) {
-          c.clear(step);
+        for (const c of closed) c.clear(step);
+        for (const c of fresh)
           publishMetrics.published.inc({ event_type: c.eventType, propagation: 'summary' });
-        }
       },
     },
     notReady: () => (breaker.open ? 'event sink unreachable (circuit open)' : null),

@@ -7,7 +7,7 @@
  */
 import type { Entry } from '../../pipeline/entry.ts';
 import { EVENTS, streams } from '../../pipeline/keys.ts';
-import { laneStream } from '../../pipeline/lanes.ts';
+import { laneStream, lanes } from '../../pipeline/lanes.ts';
 import { Rejection, type Stage, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { Registered } from '../families/registry.ts';
 import { lookup } from '../families/registry.ts';
@@ -24,6 +24,7 @@ const validateStage = (name: string, input: string): Stage => ({
   name,
   input,
   output: streams.validated,
+  outputs: lanes.map((lane) => laneStream(EVENTS, lane)),
   marker: ['seq', 'event_id', 'received_at', 'traceparent'],
   handle(entries, step) {
     for (const entry of entries) {
