@@ -8,8 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import { generationKeys } from './generation.ts';
-import { type Keys, keys as keysFor, streams } from './keys.ts';
-import { laneStream } from './lanes.ts';
+import { EVENTS, type Keys, keys as keysFor, streams } from './keys.ts';
+import { laneStream, lanes } from './lanes.ts';
 
 export const roles = ['door', 'stage', 'admin'] as const;
 export type Role = (typeof roles)[number];
@@ -23,7 +23,7 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
 
 /**
  * door: append-idempotent.lua (GET/SET dedup keys, INCR seq, XADD ingest, SET blobs, HINCRBY
- * blob refs), the backlog watch (XINFO GROUPS, XLEN), the pipeline generation (joined at first
+ * blob refs), the backlog watch (XINFO GROUPS, XLEN of ingest and the event lanes), the pipeline generation (joined at first
  * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready and the stored local events for GET /events (read only) — written
  * only on those keys, so it can touch neither the DLQ nor another stage's stream, nor any group.
  */
@@ -38,6 +38,8 @@ function doorRules(k: Keys): string[] {
     k.of('heartbeats'),
     k.of('heartbeat', '*'),
     k.stream('local:*'),
+    // the backlog watch's 429 covers the lanes of the generic route too
+    ...lanes.map((lane) => k.stream(laneStream(EVENTS, lane))),
   ];
   return [
     ...[...writable, g.current, g.lineage].map((key) => `%RW~${key}`),
