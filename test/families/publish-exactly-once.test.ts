@@ -5,14 +5,16 @@
  *   last committed progress record and acknowledges what Kafka holds instead of sending it again;
  * - the same for a summary window (published in a transaction with its progress record);
  * - the active instance frozen (SIGSTOP) past its lease under load, a hot standby taking over:
- *   the thawed zombie is fenced.
+ *   the thawed zombie is fenced — by Kafka (producer epochs), and with the Redis sink (no
+ *   KAFKA_BROKER) by the lease fence of the step that appends `out:<topic>`.
  * Each time: every event exactly once in the topic (read committed), in order per key.
  */
 import { randomUUID } from 'node:crypto';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { backlog } from '../../pipeline/backlog.ts';
 import { EVENTS } from '../../pipeline/keys.ts';
 import { laneStream } from '../../pipeline/lanes.ts';
+import { outStream } from '../../stages/streams.ts';
 import {
   createTopic,
   deleteTopics,
@@ -27,6 +29,7 @@ import { delay, eventually, stays } from '../support/eventually.ts';
 import { prng } from '../support/prng.ts';
 import { killChildren } from '../support/processes.ts';
 import { useRedis } from '../support/redis.ts';
+import { readAll } from '../support/streams.ts';
 
 const fx = useRedis('publish-eo');
 const PLAYERS = 4;
@@ -52,17 +55,38 @@ function normalBacklog(p: E2EPipeline): Promise<number> {
   return backlog(fx.redis, p.keys.stream(laneStream(EVENTS, 'normal')));
 }
 
+/** One published event, from either sink. */
+interface Published {
+  eventId: string;
+  key: string;
+  value: string;
+}
+
+const fromKafka = (messages: TopicMessage[]): Published[] =>
+  messages.map((m) => ({
+    eventId: m.headers['event-id']!,
+    key: m.key!.toString(),
+    value: m.value!.toString(),
+  }));
+
+/** What the Redis sink (no KAFKA_BROKER) holds for a topic, in stream order. */
+async function fromRedisSink(p: E2EPipeline, topic: string): Promise<Published[]> {
+  return (await readAll(fx.redis, p.keys.stream(outStream(topic)))).map((e) => ({
+    eventId: e.text('event-id'),
+    key: e.text('key'),
+    value: e.text('value'),
+  }));
+}
+
 /** Every posted event exactly once, and per key in posting order. */
-function expectExactlyOnceInOrder(messages: TopicMessage[], posted: Envelope[]): void {
-  const ids = messages.map((m) => m.headers['event-id']);
+function expectExactlyOnceInOrder(published: Published[], posted: Envelope[]): void {
+  const ids = published.map((m) => m.eventId);
   const duplicates = ids.filter((id, i) => ids.indexOf(id) !== i);
   expect(duplicates).toEqual([]);
   expect(new Set(ids)).toEqual(new Set(posted.map((e) => e.event_id)));
   const perKey = new Map<string, number[]>();
-  for (const m of messages) {
-    const key = m.key!.toString();
-    perKey.set(key, [...(perKey.get(key) ?? []), Number(JSON.parse(m.value!.toString()).team)]);
-  }
+  for (const m of published)
+    perKey.set(m.key, [...(perKey.get(m.key) ?? []), Number(JSON.parse(m.value).team)]);
   for (const order of perKey.values()) expect(order).toEqual([...order].sort((a, b) => a - b));
 }
 
@@ -98,7 +122,7 @@ it('kill -9 between the Kafka commit and the Redis commit, again and again: ever
     expect(ahead.length).toBeGreaterThanOrEqual(3);
     // Every kill hit the window: Kafka held a batch Redis had not acknowledged.
     expect(ahead.every((n) => n > 0)).toBe(true);
-    await stays(async () => expectExactlyOnceInOrder(await readTopic(topic), events), 2000, 1000);
+    await stays(async () => expectExactlyOnceInOrder(fromKafka(await readTopic(topic)), events), 2000, 1000);
     expect(await p.deadLetters()).toEqual([]);
   } finally {
     await p.stop();
@@ -143,41 +167,51 @@ it('kill -9 right after a summary window is published: the window is not publish
   }
 }, 180_000);
 
-it('the active publish frozen past its lease under load, a standby taking over: the zombie is fenced, every event once', async () => {
-  const LEASE_MS = 1200;
-  const game = `eo${randomUUID().slice(0, 8)}`;
-  const topic = `game.${game}.players`;
-  const events = joins(game, 2000);
-  const p = pipeline({ ATLAS_LEASE_MS: String(LEASE_MS), ATLAS_BATCH_SIZE: '5' });
-  await createTopic(topic, 3);
-  try {
-    await p.run('door', ['ingest', 'validate']);
-    await p.run('publish-a', ['publish-normal']);
-    await p.run('publish-b', ['publish-normal']);
-    const poster = postSteadily((e) => p.post([e]), events, 40);
-    const counter = await topicCounter(topic);
+describe.each([
+  ['Kafka', true],
+  ['the Redis sink', false],
+])('the active publish frozen past its lease under load, a standby taking over (%s)', (sink, kafka) => {
+  it('the zombie is fenced; every event once, in order per key', async () => {
+    const LEASE_MS = 1200;
+    const game = `eo${randomUUID().slice(0, 8)}`;
+    const topic = `game.${game}.players`;
+    const events = joins(game, 2000);
+    const p = pipeline({
+      ATLAS_LEASE_MS: String(LEASE_MS),
+      ATLAS_BATCH_SIZE: '5',
+      ...(kafka ? {} : { KAFKA_BROKER: '' }),
+    });
+    if (kafka) await createTopic(topic, 3);
+    const published = async () => (kafka ? fromKafka(await readTopic(topic)) : fromRedisSink(p, topic));
     try {
-      await pauseRepeatedly(p, 'publish-normal', {
-        times: 2,
-        leaseMs: LEASE_MS,
-        progress: () => counter.count(),
-        rand: prng(20_261_130),
-      });
+      await p.run('door', ['ingest', 'validate']);
+      await p.run('publish-a', ['publish-normal']);
+      await p.run('publish-b', ['publish-normal']);
+      const poster = postSteadily((e) => p.post([e]), events, 40);
+      const counter = kafka ? await topicCounter(topic) : undefined;
+      try {
+        await pauseRepeatedly(p, 'publish-normal', {
+          times: 2,
+          leaseMs: LEASE_MS,
+          progress: async () => (counter ? counter.count() : fx.redis.xlen(p.keys.stream(outStream(topic)))),
+          rand: prng(20_261_130),
+        });
+      } finally {
+        await counter?.close();
+        await poster.stop();
+      }
+      const posted = events.slice(0, poster.posted());
+      await eventually(async () => expect(await normalBacklog(p)).toBe(0), 60_000, 200);
+      const fenced = fencings(p, ['publish-a', 'publish-b']);
+      console.log(`publish pause (${sink}): ${posted.length} events; fenced: ${fenced.join(' | ')}`);
+      // A thawed instance woke up with a batch and was refused (by Kafka's epoch or the lease fence).
+      expect(fenced.length).toBeGreaterThan(0);
+      await stays(async () => expectExactlyOnceInOrder(await published(), posted), 2000, 1000);
+      expect(p.crashes()).toEqual([]);
+      expect(await p.deadLetters()).toEqual([]);
     } finally {
-      await counter.close();
-      await poster.stop();
+      await p.stop();
+      if (kafka) await deleteTopics([topic]);
     }
-    const posted = events.slice(0, poster.posted());
-    await eventually(async () => expect(await normalBacklog(p)).toBe(0), 60_000, 200);
-    const fenced = fencings(p, ['publish-a', 'publish-b']);
-    console.log(`publish pause: ${posted.length} events; fenced: ${fenced.join(' | ')}`);
-    // A thawed instance woke up with a batch and Kafka refused it (the successor fenced its epoch).
-    expect(fenced.length).toBeGreaterThan(0);
-    await stays(async () => expectExactlyOnceInOrder(await readTopic(topic), posted), 2000, 1000);
-    expect(p.crashes()).toEqual([]);
-    expect(await p.deadLetters()).toEqual([]);
-  } finally {
-    await p.stop();
-    await deleteTopics([topic]);
-  }
-}, 240_000);
+  }, 240_000);
+});
