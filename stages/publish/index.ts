@@ -8,16 +8,15 @@
  * - `summary`: counted and summed into its window; a tick publishes one event per closed window.
  * Sink faults are transient (retried behind a circuit breaker, never dead-lettered).
  *
- * Exactly once: the entries of `events:<lane>` are published in stream order, and each Kafka
- * transaction carries the lane's progress (the newest entry id published, the summary windows
- * published and not yet known cleared) — see sink.ts. An entry at or before that id is
- * acknowledged without being sent again; a window listed is cleared without being sent again.
+ * Exactly once: each Kafka transaction carries the lane's progress record — the entries and
+ * summary windows published whose acknowledgement in Redis is not known committed yet (see
+ * sink.ts). An entry listed is acknowledged without being sent again; a window listed is cleared
+ * without being sent again.
  */
 import { CircuitBreaker } from '../../pipeline/circuit-breaker.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { EVENTS } from '../../pipeline/keys.ts';
 import type { Lane } from '../../pipeline/lanes.ts';
-import { compareStreamIds } from '../../pipeline/retention.ts';
 import {
   FencedError,
   Rejection,
@@ -42,12 +41,17 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
   const sink = openEventSink(config, lane, stillActive, log);
   const breaker = new CircuitBreaker('publish');
   /**
-   * What the sink holds as published: entries up to `lastId` and the windows listed. Known after
-   * each send; read from the sink again on activation and after any failed step (a send that
-   * failed may have committed all the same).
+   * What the sink holds as published and Redis may not have acknowledged yet: the entries and
+   * windows of the steps since the last one known committed. Known after each send; read from the
+   * sink again on activation and after a failed send (it may have committed all the same).
    */
   let done: Progress = NO_PROGRESS;
   let known = false;
+  /** The current step sent something: once its commit lands, that is acknowledged too. */
+  let sentInStep = false;
+  /** A step failed since the last one began (reset): its commit may not have landed. */
+  let stepFailed = false;
+  let generation = '';
 
   /** Sink faults are transient: retried behind the circuit breaker, never dead-lettered. */
   async function atSink<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -66,11 +70,28 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
 
   async function published(): Promise<Progress> {
     if (known) return done;
-    done = (await atSink('reading what the sink holds', () => sink.progress())) ?? NO_PROGRESS;
+    const held = (await atSink('reading what the sink holds', () => sink.progress())) ?? NO_PROGRESS;
+    if (held !== NO_PROGRESS && held.generation !== generation)
+      log.warn(
+        { lane, recorded: held.generation, generation },
+        'publish: the progress record is of another pipeline generation; its entry ids say nothing here',
+      );
+    done = held.generation === generation ? held : { ...NO_PROGRESS, generation };
     known = true;
-    if (done.lastId !== NO_PROGRESS.lastId)
-      log.info({ lane, last_id: done.lastId, windows: done.windows.length }, 'publish: sink progress read');
+    sentInStep = false;
+    if (done.ids.length > 0 || done.windows.length > 0)
+      log.info({ lane, ids: done.ids.length, windows: done.windows.length }, 'publish: sink progress read');
     return done;
+  }
+
+  /**
+   * A new step begins. Unless a step failed since the last one began, that one's commit landed
+   * (the runtime resets the stage after every failure): what it published is acknowledged.
+   */
+  function settle(): void {
+    if (known && sentInStep && !stepFailed) done = { generation, ids: [], windows: [] };
+    sentInStep = false;
+    stepFailed = false;
   }
 
   async function send(messages: EventMessage[], progress: Progress, step: Step): Promise<void> {
@@ -79,39 +100,36 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
     await atSink('publishing events', () => sink.publish(messages, progress, step));
     done = progress;
     known = true;
-  }
-
-  /** Entries the sink already holds (published before a crash or a failed commit): acked, not sent. */
-  function alreadyPublished(entry: Entry): boolean {
-    if (compareStreamIds(entry.id, done.lastId) > 0) return false;
-    publishMetrics.alreadyPublished.inc({ lane });
-    return true;
+    sentInStep = true;
   }
 
   return {
     name: 'publish',
     input: EVENTS,
     singleton: true,
-    async activate() {
+    async activate(activation) {
+      generation = activation.generation.id;
       known = false;
       await atSink('starting the event sink', () => sink.start());
       await published();
       return undefined;
     },
     async reset() {
-      known = false;
+      stepFailed = true;
     },
     async handle(entries, step) {
-      await published();
+      settle();
+      // Published before a crash or a failed commit: acknowledged, not sent again.
+      const already = new Set((await published()).ids);
       const now = Date.now();
       const out: EventMessage[] = [];
       const sent: Entry[] = [];
-      let lastId = done.lastId;
       for (const entry of entries) {
         const expiresAt = Number(entry.text('expires_at'));
         const eventType = entry.text('event_type');
         const propagation = entry.text('propagation');
-        if (propagation !== 'full' || !alreadyPublished(entry)) {
+        if (propagation === 'full' && already.has(entry.id)) publishMetrics.alreadyPublished.inc({ lane });
+        else {
           if (expiresAt > 0 && now > expiresAt) {
             publishMetrics.expired.inc({ event_type: eventType });
             const message = `expired ${now - expiresAt} ms before delivery (expires_at ${expiresAt})`;
@@ -126,18 +144,19 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
           } else {
             out.push(messageOf(entry));
             sent.push(entry);
-            if (compareStreamIds(entry.id, lastId) > 0) lastId = entry.id;
           }
         }
         step.ack(entry);
       }
-      await send(out, { lastId, windows: done.windows }, step);
+      const ids = [...done.ids, ...sent.map((e) => e.id)];
+      await send(out, { generation, ids, windows: done.windows }, step);
       for (const e of sent)
         publishMetrics.published.inc({ event_type: e.text('event_type'), propagation: 'full' });
     },
     tick: {
       everyMs: 250,
       async run(step) {
+        settle();
         await trimLocal(redis, keys);
         const closed = await closedWindows(redis, keys, lane, Date.now());
         if (closed.length === 0) return;
@@ -148,7 +167,7 @@ export function createPublish(ctx: StageContext, lane: Lane): Stage {
         if (pending.size > 0) publishMetrics.alreadyPublished.inc({ lane }, pending.size);
         await send(
           fresh.map((c) => c.message),
-          { lastId: done.lastId, windows: [...pending, ...fresh.map((c) => c.ident)] },
+          { generation, ids: done.ids, windows: [...pending, ...fresh.map((c) => c.ident)] },
           step,
         );
         for (const c of closed) c.clear(step);

@@ -30,13 +30,18 @@ export interface EventMessage {
 
 /** How far a lane has published: written in the same transaction as what it describes. */
 export interface Progress {
-  /** The newest entry of `events:<lane>` published (entries are published in stream order). */
-  lastId: string;
+  /**
+   * The pipeline generation the entry ids belong to: after `atlas recover` (a new Redis state)
+   * the stream's ids start afresh and an older record says nothing about them.
+   */
+  generation: string;
+  /** Entries of `events:<lane>` published whose acknowledgement in Redis may not be committed yet. */
+  ids: string[];
   /** Summary windows published whose clearing in Redis may not be committed yet. */
   windows: string[];
 }
 
-export const NO_PROGRESS: Progress = { lastId: '0-0', windows: [] };
+export const NO_PROGRESS: Progress = { generation: '', ids: [], windows: [] };
 
 export interface EventSink {
   start(): Promise<void>;
@@ -155,7 +160,11 @@ class KafkaEventSink implements EventSink {
     const record = {
       key: this.lane,
       partition: lanes.indexOf(this.lane),
-      value: JSON.stringify({ last_id: progress.lastId, windows: progress.windows }),
+      value: JSON.stringify({
+        generation: progress.generation,
+        ids: progress.ids,
+        windows: progress.windows,
+      }),
     };
     const tx = await producer.transaction();
     try {
@@ -203,8 +212,12 @@ class KafkaEventSink implements EventSink {
       (p, message) => {
         if (p !== partition || message.key?.toString() !== this.lane || !message.value) return;
         if (BigInt(message.offset) < start) return;
-        const parsed = JSON.parse(message.value.toString()) as { last_id: string; windows: string[] };
-        found = { lastId: parsed.last_id, windows: parsed.windows };
+        const parsed = JSON.parse(message.value.toString()) as {
+          generation: string;
+          ids: string[];
+          windows: string[];
+        };
+        found = { generation: parsed.generation, ids: parsed.ids, windows: parsed.windows };
       },
     );
     return found;
