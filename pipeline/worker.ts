@@ -549,7 +549,18 @@ export class Worker {
     // whatever does not fit spills (stays pending under our name, for a later pass).
     const ahead = this.ahead;
     this.ahead = undefined;
-    return ahead ?? this.input.readNew(this.blockMs(), this.reader);
+    const fresh = await (ahead ?? this.input.readNew(this.blockMs(), this.reader));
+    if (fresh.length > 0 && this.stage.singleton && (await this.input.othersHoldPending())) {
+      // A former holder, thawed after the takeover, read entries before it found itself fenced:
+      // older than these, and not published. Take them over and handle everything in stream
+      // order (what was just read stays pending under our name, for the pass over our PEL).
+      this.log.warn('entries pending under another consumer: taking them over first, in stream order');
+      this.takeOverAll = true;
+      this.lastClaim = 0;
+      this.rereadOwn();
+      return [];
+    }
+    return fresh;
   }
 
   /** Ids of the batch in hand that a replay re-reads and this stage dead-lettered already. */
