@@ -3,8 +3,9 @@
  * batch, topics created on first use), or — without KAFKA_BROKER — a Redis stream per topic,
  * appended in the stage's own atomic step.
  *
- * Exactly once with Kafka: every transaction also writes the lane's progress record (how far
- * the lane has published) to a compacted progress topic, partition = the lane. The record
+ * Exactly once with Kafka: every transaction also writes the lane's progress record (what it
+ * published that Redis may not have acknowledged yet) to a compacted progress topic, partition =
+ * the lane. The record
  * commits or aborts with the batch, so after a crash between the Kafka commit and the Redis
  * commit the last committed record says what was published; the stage acknowledges those
  * entries instead of sending them again. The Redis sink needs no record: its appends are part of
