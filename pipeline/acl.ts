@@ -30,7 +30,7 @@ const DATA = ['+@read', '+@write', '+@stream', '+@hash', '+@set', '+@string', '+
 
 /**
  * door: append-idempotent.lua (GET/SET dedup keys, INCR seq, XADD ingest, SET blobs, HINCRBY
- * blob refs), the backlog watch (XINFO GROUPS, XLEN), the pipeline generation (joined at first
+ * blob refs), the backlog watch (XINFO GROUPS, XLEN of ingest and the event lanes), the pipeline generation (joined at first
  * start: SET, SADD; checked: MGET) and the stages' heartbeats for /ready and the stored local events for GET /events (read only) — written
  * only on those keys, so it can touch neither the DLQ nor another stage's stream, nor any group.
  */

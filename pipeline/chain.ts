@@ -178,6 +178,7 @@ export function chain(stages: Stage[], redis: Redis, keys: Keys, log: Logger): S
     parts: stages.map((s) => s.name),
     input: first.input,
     ...(last.output ? { output: last.output } : {}),
+    outputs: stages.flatMap((s) => s.outputs ?? []),
     ...(first.order ? { order: first.order } : {}),
     ...(stages.some((s) => s.singleton) ? { singleton: true } : {}),
     async activate(activation: Activation) {

@@ -9,7 +9,7 @@ import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
 import type { Fence } from './stage.ts';
 
-export type StateOp = 'HSET' | 'HDEL' | 'HINCRBY' | 'SET' | 'DEL' | 'SADD' | 'SREM';
+export type StateOp = 'HSET' | 'HSETNX' | 'HDEL' | 'HINCRBY' | 'SET' | 'DEL' | 'SADD' | 'SREM';
 
 export class Commit {
   private readonly keys: Keys;

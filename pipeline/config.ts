@@ -271,6 +271,14 @@ export const settings = {
   ],
   KAFKA_SASL_USERNAME: [z.string().default(''), 'Kafka SASL user'],
   KAFKA_SASL_PASSWORD: [z.string().default(''), 'Kafka SASL password', SECRET],
+  KAFKA_TOPIC_PUBLISH_PROGRESS: [
+    z.string().default(''),
+    'Compacted Kafka topic where each publish lane records, in the transaction of every batch, how far it has published (exactly-once across restarts); empty = atlas.publish-progress.<ATLAS_PREFIX>',
+  ],
+  ATLAS_FAULT_KILL_AFTER_PUBLISH: [
+    int(0, 0),
+    'Fault injection for tests only: a publish stage kills its own process (SIGKILL) right after its Nth Kafka commit, before the Redis commit of that step; 0 = off',
+  ],
   KAFKA_TRANSACTIONAL_ID: [
     z.string().default(''),
     'transactional.id of the emit producer; empty = atlas-emit-<ATLAS_PREFIX>-<topic>',

@@ -140,6 +140,13 @@ export class GroupConsumer {
     return entries;
   }
 
+  /** Whether any other consumer of the group holds pending entries (XPENDING's summary). */
+  async othersHoldPending(): Promise<boolean> {
+    const summary = (await this.redis.xpending(this.stream, this.group)) as [number, ...unknown[]];
+    const holders = (summary[3] ?? []) as [string, string][];
+    return holders.some(([name, count]) => name !== this.name && Number(count) > 0);
+  }
+
   /**
    * Entries this consumer could make progress on: unread by its group plus pending under its own
    * name (what the watchdog compares with commits). Read on `via`, a connection that is not

@@ -64,6 +64,11 @@ export interface Stage {
   /** Stream names (without prefix). */
   input: string;
   output?: string;
+  /**
+   * Further streams the stage appends to by name (`step.send(fields, stream)`): their backlog
+   * holds the stage back like its output's does (ATLAS_HIGH_WATER).
+   */
+  outputs?: string[];
   /** The runtime hands entries to `handle` in dense order of field `seq` (per value of field `key`). */
   order?: { seq: string; key?: string };
   /**

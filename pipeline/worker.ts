@@ -550,7 +550,18 @@ export class Worker {
     // whatever does not fit spills (stays pending under our name, for a later pass).
     const ahead = this.ahead;
     this.ahead = undefined;
-    return ahead ?? this.input.readNew(this.blockMs(), this.reader);
+    const fresh = await (ahead ?? this.input.readNew(this.blockMs(), this.reader));
+    if (fresh.length > 0 && this.stage.singleton && (await this.input.othersHoldPending())) {
+      // A former holder, thawed after the takeover, read entries before it found itself fenced:
+      // older than these, and not published. Take them over and handle everything in stream
+      // order (what was just read stays pending under our name, for the pass over our PEL).
+      this.log.warn('entries pending under another consumer: taking them over first, in stream order');
+      this.takeOverAll = true;
+      this.lastClaim = 0;
+      this.rereadOwn();
+      return [];
+    }
+    return fresh;
   }
 
   /** Ids of the batch in hand that a replay re-reads and this stage dead-lettered already. */
@@ -873,20 +884,33 @@ export class Worker {
     metrics.stagePaused.set({ stage: this.stage.name }, held ? 1 : 0);
   }
 
+  /** Backpressure: reading pauses while any stream the stage writes is over the high-water mark. */
+  private async checkBacklog(): Promise<void> {
+    const outputs = [this.stage.output, ...(this.stage.outputs ?? [])].filter((s) => s !== undefined);
+    if (outputs.length === 0) return;
+    let behind = 0;
+    let worst = '';
+    for (const output of outputs) {
+      const n = await backlog(this.redis, this.keys.stream(output));
+      if (n > behind) [behind, worst] = [n, output];
+    }
+    const paused = behind > this.config.ATLAS_HIGH_WATER;
+    if (paused !== this.paused)
+      this.log.info(
+        { backlog: behind, stream: worst },
+        paused ? 'output over high-water mark; pausing' : 'resuming',
+      );
+    this.paused = paused;
+    metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
+  }
+
   /** Backpressure, retention and gauges, about once a second. */
   private async housekeeping(): Promise<void> {
     if (Date.now() - this.lastHousekeeping < HOUSEKEEPING_MS) return;
     this.lastHousekeeping = Date.now();
     const lost = await this.generation!.check();
     if (lost) throw new StateLostError(lost);
-    if (this.stage.output) {
-      const behind = await backlog(this.redis, this.keys.stream(this.stage.output));
-      const paused = behind > this.config.ATLAS_HIGH_WATER;
-      if (paused !== this.paused)
-        this.log.info({ backlog: behind }, paused ? 'output over high-water mark; pausing' : 'resuming');
-      this.paused = paused;
-      metrics.paused.set({ stage: this.stage.name }, paused ? 1 : 0);
-    }
+    await this.checkBacklog();
     await this.readControlKeys();
     await trimAcknowledged(
       this.redis,

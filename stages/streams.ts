@@ -68,5 +68,6 @@ export function outStream(topic: string): string {
 /** The door appends to the ingest lanes and reads the stored local events (GET /events). */
 export const doorStreams: DoorStreams = {
   writes: [streams.ingest, streams.ingest_critical],
-  reads: [localStream('*')],
+  // the stored local events (GET /events), and the lanes the backlog watch's 429 covers
+  reads: [localStream('*'), ...lanes.map((lane) => laneStream(EVENTS, lane))],
 };

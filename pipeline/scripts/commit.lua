@@ -27,7 +27,7 @@ local function type_ok(key, wanted)
   types[key] = types[key] or redis.call('TYPE', key).ok
   return types[key] == 'none' or types[key] == wanted or wanted == 'any'
 end
-local kinds = { HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SET = 'string', DEL = 'any', SADD = 'set', SREM = 'set' }
+local kinds = { HSET = 'hash', HSETNX = 'hash', HDEL = 'hash', HINCRBY = 'hash', SET = 'string', DEL = 'any', SADD = 'set', SREM = 'set' }
 
 -- pos: the next ARGV index to read.
 local pos = 6 + 2 * tonumber(ARGV[5])

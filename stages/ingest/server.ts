@@ -21,13 +21,14 @@ import type { Config } from '../../pipeline/config.ts';
 import { StateLostError, watchGeneration } from '../../pipeline/generation.ts';
 import { pipelineProblems, readBeats } from '../../pipeline/heartbeat.ts';
 import { type Keys, keys as keysFor } from '../../pipeline/keys.ts';
+import { laneStream, lanes } from '../../pipeline/lanes.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { metrics, registry } from '../../pipeline/metrics.ts';
 import { isTransientRedisError } from '../../pipeline/redis.ts';
 import { isOutOfMemory, type MemoryWatch, watchMemory } from '../../pipeline/redis-memory.ts';
 import { startWork } from '../../pipeline/tracing.ts';
 import { NotLocalError, queryLocal } from '../families/local.ts';
-import { streams } from '../streams.ts';
+import { EVENTS, streams } from '../streams.ts';
 import { registerSubscribe } from '../subscribe/sse.ts';
 import { isSubscriberGroup, Subscriptions } from '../subscribe/subscriptions.ts';
 import { type Accepted, Acceptor, traceparentFor } from './accept.ts';
@@ -90,7 +91,12 @@ export function buildServer({ config, redis, log, notReady }: IngestOptions): Fa
     },
   });
   app.server.maxConnections = config.ATLAS_HTTP_MAX_CONNECTIONS;
-  const backlogWatch = watchBacklog(redis, keys.stream(streams.ingest), config.ATLAS_HIGH_WATER);
+  // The lanes too: generic events pile up there when publishing lags, past validate's pause.
+  const backlogWatch = watchBacklog(
+    redis,
+    [streams.ingest, ...lanes.map((lane) => laneStream(EVENTS, lane))].map((s) => keys.stream(s)),
+    config.ATLAS_HIGH_WATER,
+  );
   const subscriptions = new Subscriptions(redis, keys, config, app.log as Logger);
   const memoryWatch = watchMemory(
     redis,
@@ -358,14 +364,14 @@ interface BacklogWatch {
   stop(): void;
 }
 
-/** The backlog is read a few times a second, not per request. */
-function watchBacklog(redis: Redis, stream: string, highWater: number): BacklogWatch {
+/** The backlog (the worst of `streams`) is read a few times a second, not per request. */
+function watchBacklog(redis: Redis, streams: string[], highWater: number): BacklogWatch {
   let behind = 0;
   const refresh = () =>
     // Subscribers are not the pipeline: a slow one must not stop publishing (their groups expire).
-    backlog(redis, stream, (group) => !isSubscriberGroup(group)).then(
-      (n) => {
-        behind = n;
+    Promise.all(streams.map((s) => backlog(redis, s, (group) => !isSubscriberGroup(group)))).then(
+      (each) => {
+        behind = Math.max(...each);
       },
       () => {},
     );

@@ -15,6 +15,12 @@ export const publishMetrics = {
     labelNames: ['event_type', 'propagation'],
     registers: [registry],
   }),
+  alreadyPublished: new Counter({
+    name: 'atlas_events_already_published_total',
+    help: 'Events and summary windows found already published (the sink held them after a crash or a failed Redis commit): acknowledged, not sent again',
+    labelNames: ['lane'],
+    registers: [registry],
+  }),
   stored: new Counter({
     name: 'atlas_events_stored_local_total',
     help: 'Local events stored for queries (never published)',

@@ -23,6 +23,8 @@ interface Window {
 }
 
 export interface ClosedWindow {
+  /** This incarnation of the window (its member and the first entry it counted). */
+  ident: string;
   eventType: string;
   message: EventMessage;
   /** Forgets the window, in the step that published it. */
@@ -49,6 +51,9 @@ export function summarise(entry: Entry, keys: Keys, lane: Lane, step: Step): voi
   };
   const member = JSON.stringify(window);
   const payload = entry.json<Record<string, unknown>>('payload');
+  // The first entry counted names this incarnation of the window: a late event re-opening a
+  // published (and cleared) window makes a new one, never mistaken for the one published.
+  step.write('HSETNX', windowKey(keys, member), 'opened_by', entry.id);
   step.write('HINCRBY', windowKey(keys, member), 'count', '1');
   for (const field of spec?.sum ?? []) {
     const value = payload[field];
@@ -84,6 +89,7 @@ export async function closedWindows(
       sums,
     };
     closed.push({
+      ident: `${counts.opened_by ?? ''}|${member}`,
       eventType: w.eventType,
       message: {
         topic: w.topic,

@@ -6,7 +6,7 @@
  * `seq` stays dense there for transitive. Bad ones: a DLQ entry plus a skip marker.
  */
 import type { Entry } from '../../pipeline/entry.ts';
-import { laneStream } from '../../pipeline/lanes.ts';
+import { laneStream, lanes } from '../../pipeline/lanes.ts';
 import { Rejection, type Stage, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import type { Registered } from '../families/registry.ts';
 import { lookup } from '../families/registry.ts';
@@ -24,6 +24,7 @@ const validateStage = (name: string, input: string): Stage => ({
   name,
   input,
   output: streams.validated,
+  outputs: lanes.map((lane) => laneStream(EVENTS, lane)),
   marker: contracts.validated.marker,
   handle(entries, step) {
     for (const entry of entries) {
