@@ -13,9 +13,11 @@ export function colourWanted(stream: NodeJS.WriteStream = process.stdout): boole
 export function table(head: string[], rows: Array<Array<string | number>>): string {
   const boxed = colourWanted();
   const t = new Table({
-    head,
+    // Bold by hand: cli-table3's colours follow @colors/colors' own detection, which turns them
+    // off wherever CI is set, whatever the terminal.
+    head: boxed ? head.map((h) => `\u001b[1m${h}\u001b[22m`) : head,
     style: boxed
-      ? { head: ['bold'], border: [], compact: true }
+      ? { head: [], border: [], compact: true }
       : { head: [], border: [], compact: true, 'padding-left': 0, 'padding-right': 0 },
     ...(boxed ? {} : { chars: plainChars }),
   });

@@ -67,7 +67,7 @@ describe('atlas conventions', () => {
       onTerminal('config', { NO_COLOR: '1' }),
       runAtlas(['config']),
     ]);
-    expect(terminal).toContain('\u001b[1m setting');
+    expect(terminal).toContain('\u001b[1msetting');
     expect(noColour).toMatch(/^setting\s+value\s+from/);
     expect(noColour).not.toContain('\u001b[');
     expect(pipe.stdout).not.toContain('\u001b[');
