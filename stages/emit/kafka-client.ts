@@ -3,7 +3,7 @@
  * sink, `atlas tail` and `atlas kafka init` all connect the same way.
  */
 import { readFileSync } from 'node:fs';
-import type { KafkaConfig, SASLOptions } from 'kafkajs';
+import kafkajs, { type Kafka, type KafkaConfig, type Producer, type SASLOptions } from 'kafkajs';
 import type { Config } from '../../pipeline/config.ts';
 
 export type KafkaTarget = Pick<
@@ -42,4 +42,36 @@ function sasl(target: KafkaTarget): Pick<KafkaConfig, 'sasl'> {
     password: target.KAFKA_SASL_PASSWORD,
   } as SASLOptions;
   return { sasl: options };
+}
+
+/**
+ * A transactional producer, initialised: kafkajs initialises the transactional id lazily, at the
+ * first transaction, so an empty one (no partition, so no EndTxn is sent) runs InitProducerId now —
+ * which fences older instances with the same id and settles their open transaction.
+ */
+export async function openTransactionalProducer(
+  kafka: Kafka,
+  transactionalId: string,
+  retries: number,
+): Promise<Producer> {
+  const producer = kafka.producer({
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    // Java-compatible murmur2 of the key: other clients place a key the same way.
+    createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
+    // A transaction begun right after the previous commit is refused (CONCURRENT_TRANSACTIONS)
+    // until the broker has written that commit's markers, a few ms: retry soon, not after the
+    // client's 100 ms, or every publish waits for it. Seven retries still give up within ~3 s.
+    retry: { retries, initialRetryTime: 25 },
+  });
+  try {
+    await producer.connect();
+    await (await producer.transaction()).abort();
+  } catch (err) {
+    await producer.disconnect().catch(() => undefined);
+    throw err;
+  }
+  return producer;
 }

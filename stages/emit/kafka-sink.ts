@@ -17,7 +17,7 @@ import kafkajs, {
 import type { Logger } from '../../pipeline/log.ts';
 import { LogLimit } from '../../pipeline/log-limit.ts';
 import { FencedError } from '../../pipeline/stage.ts';
-import type { KafkaConnection } from './kafka-client.ts';
+import { type KafkaConnection, openTransactionalProducer } from './kafka-client.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
 import { type PartitionRange, readLastSequences, readTails, SEQUENCE_HEADER } from './read-back.ts';
 import {
@@ -212,27 +212,7 @@ export class KafkaSink implements Sink {
     if (this.producer) return this.producer;
     if (!(await this.stillActive()))
       throw new FencedError('the emit lease is no longer ours: not initialising the producer');
-    const producer = this.kafka.producer({
-      transactionalId: this.transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      // Java-compatible murmur2 of the key: other clients place a root's key the same way.
-      createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
-      // A transaction begun right after the previous commit is refused (CONCURRENT_TRANSACTIONS)
-      // until the broker has written that commit's markers, a few ms: retry soon, not after the
-      // client's 100 ms, or every publish waits for it. Seven retries still give up within ~3 s.
-      retry: { retries: this.retries, initialRetryTime: 25 },
-    });
-    try {
-      await producer.connect();
-      // kafkajs initialises the transactional id lazily, at the first transaction: an empty one
-      // (no partition, so no EndTxn is sent) runs InitProducerId now.
-      await (await producer.transaction()).abort();
-    } catch (err) {
-      await producer.disconnect().catch(() => undefined);
-      throw err;
-    }
+    const producer = await openTransactionalProducer(this.kafka, this.transactionalId, this.retries);
     this.producer = producer;
     return producer;
   }

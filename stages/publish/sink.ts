@@ -16,7 +16,7 @@ import type { Config } from '../../pipeline/config.ts';
 import { type Lane, lanes } from '../../pipeline/lanes.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { FencedError, type Step } from '../../pipeline/stage.ts';
-import { kafkaConnection } from '../emit/kafka-client.ts';
+import { kafkaConnection, openTransactionalProducer } from '../emit/kafka-client.ts';
 import { prepareKafkajs } from '../emit/kafkajs-node24.ts';
 import { readRanges } from '../emit/read-back.ts';
 import { outStream } from '../streams.ts';
@@ -256,23 +256,7 @@ class KafkaEventSink implements EventSink {
     if (!(await this.stillActive())) {
       throw new FencedError('the publish lease is no longer ours: not initialising the producer');
     }
-    const producer = this.kafka.producer({
-      transactionalId: this.transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
-      retry: { retries: 7, initialRetryTime: 25 },
-    });
-    try {
-      await producer.connect();
-      // kafkajs initialises the transactional id lazily: an empty transaction runs InitProducerId
-      // now, which fences older instances and settles their open transaction.
-      await (await producer.transaction()).abort();
-    } catch (err) {
-      await producer.disconnect().catch(() => undefined);
-      throw err;
-    }
+    const producer = await openTransactionalProducer(this.kafka, this.transactionalId, 7);
     this.producer = producer;
     return producer;
   }
