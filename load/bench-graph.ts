@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import type { TopologyEvent } from '../stages/topology/events.ts';
 import { DeltaSender } from '../stages/topology/graph-delta.ts';
 import { toWire } from '../stages/topology/graph-wire.ts';
-import type { EventMeta } from '../stages/topology/tree.ts';
+import type { EventMeta, GraphTrees } from '../stages/topology/tree.ts';
 import { distinctPostorder } from '../stages/topology/tree.ts';
 import { type GraphState, TopologyGraph } from '../stages/transitive/domain/topology-graph.ts';
 import { prng } from '../test/support/prng.ts';
@@ -160,10 +160,17 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN;
 }
 
+/** Distinct nodes of the own tree and the attached subtrees (each counted once). */
+function distinctNodes(graph: GraphTrees): number {
+  const seen = new Set(distinctPostorder(graph.own));
+  for (const subtree of graph.attached.values()) for (const n of distinctPostorder(subtree)) seen.add(n);
+  return seen.size;
+}
+
 /** Full recompute of a state, as a restarted stage would do it. */
 function fullRecompute(root: string, state: GraphState): { ms: number; hash: string } {
   const start = performance.now();
-  const hash = TopologyGraph.fromState([root], state).canonical(root).tree.hash;
+  const hash = TopologyGraph.fromState([root], state).canonical(root).graph.hash;
   return { ms: performance.now() - start, hash };
 }
 
@@ -182,8 +189,8 @@ const WIRE_SAMPLES = 5;
 function wireBytes(graph: TopologyGraph, world: World): { full: number; delta: number } {
   const sender = new DeltaSender();
   const send = () => {
-    const { tree, canonical_space_ids } = graph.canonical(world.root);
-    return sender.delta(world.root, tree, canonical_space_ids, meta);
+    const c = graph.canonical(world.root);
+    return sender.delta(world.root, c.graph, c.canonical_space_ids, meta);
   };
   send();
   const full: number[] = [];
@@ -195,8 +202,14 @@ function wireBytes(graph: TopologyGraph, world: World): { full: number; delta: n
     const bytes = JSON.stringify(send()).length;
     if (!explicit) continue;
     delta.push(bytes);
-    const { tree, canonical_space_ids } = graph.canonical(world.root);
-    full.push(JSON.stringify(toWire({ root_id: world.root, tree, canonical_space_ids, meta })).length);
+    const c = graph.canonical(world.root);
+    const wire = toWire({
+      root_id: world.root,
+      tree: c.graph,
+      canonical_space_ids: c.canonical_space_ids,
+      meta,
+    });
+    full.push(JSON.stringify(wire).length);
   }
   full.sort((a, b) => a - b);
   delta.sort((a, b) => a - b);
@@ -218,9 +231,9 @@ function run(scenario: Scenario) {
   const builtHeap = heapUsed() - before;
   const bytesPerSpace = builtHeap / scenario.spaces;
   let peakLive = builtHeap;
-  const distinct = distinctPostorder(first.tree).length;
+  const distinct = distinctNodes(first.graph);
   for (let i = 0; i < WARM_UP_EVENTS; i++) {
-    for (const root of graph.apply(world.nextEvent()).rootsToRecompute) graph.canonical(root).tree.hash;
+    for (const root of graph.apply(world.nextEvent()).rootsToRecompute) graph.canonical(root).graph.hash;
   }
 
   // Snapshots for the full recomputes, run afterwards: their garbage would otherwise be
@@ -236,12 +249,12 @@ function run(scenario: Scenario) {
     const builtBefore = graph.nodesBuilt;
     const start = performance.now();
     const result = graph.apply(event);
-    for (const root of result.rootsToRecompute) graph.canonical(root).tree.hash;
+    for (const root of result.rootsToRecompute) graph.canonical(root).graph.hash;
     incremental.push(performance.now() - start);
     built.push(graph.nodesBuilt - builtBefore);
     listed += result.rootsToRecompute.length;
     if (i % snapshotEvery === snapshotEvery - 1) {
-      snapshots.push({ state: structuredClone(world.state), hash: graph.canonical(world.root).tree.hash });
+      snapshots.push({ state: structuredClone(world.state), hash: graph.canonical(world.root).graph.hash });
     }
     // Outside the timed part: the domain's live heap (snapshots kept for later count too, a little).
     if (i % LIVE_SAMPLE_EVERY === LIVE_SAMPLE_EVERY - 1) peakLive = Math.max(peakLive, heapUsed() - before);
@@ -264,7 +277,7 @@ function run(scenario: Scenario) {
     variant: scenario.topicHeavy ? 'topic-heavy' : 'plain',
     spaces: scenario.spaces,
     canonical: last.canonical_space_ids.length,
-    expanded: last.tree.size,
+    expanded: last.graph.size,
     distinct,
     buildMs,
     bytesPerSpace,
@@ -406,10 +419,11 @@ if (args[0] === '--one') {
   else {
     console.log(
       [
-        'incr = per-event latency: apply() + canonical() of every root it lists (+ tree.hash), ms.',
+        'incr = per-event latency: apply() + canonical() of every root it lists (+ its graph hash), ms.',
         'full = TopologyGraph.fromState + canonical() on the same states (a from-scratch recompute), ms.',
         'built = tree nodes interned per event (work follows the changed distinct subtrees).',
-        'B/space = heap of the built TopologyGraph / spaces; expanded/distinct = canonical tree nodes.',
+        'B/space = heap of the built TopologyGraph / spaces; expanded = canonical tree nodes, distinct =',
+        'nodes of the own tree and attached subtrees (references included).',
         'live MB = largest live heap of the graph (after a full GC: after the build and every 100 events).',
         'peak MB = peak resident set of the scenario (own process, harness included) through build and events.',
         'wire full = bytes of the whole distinct-subtree table (JSON) for an emission after one edge changed;',

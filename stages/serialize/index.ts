@@ -13,7 +13,7 @@
 import type { Config } from '../../pipeline/config.ts';
 import type { StageFactory } from '../../pipeline/stage.ts';
 import { contracts, streams } from '../streams.ts';
-import type { GraphWire } from '../topology/graph-wire.ts';
+import { type GraphWire, treeHashOf } from '../topology/graph-wire.ts';
 import { DIFF_MESSAGE, encodeCanonicalGraphDiff, SNAPSHOT_MESSAGE } from './diff-codec.ts';
 import { encodeCanonicalGraphUpdated } from './encode.ts';
 import { type DiffState, diffStates, indexGraph, NotDiffableError } from './graph-diff.ts';
@@ -106,7 +106,11 @@ export class Encoder {
     const diff = diffStates(from, to);
     const every = BigInt(this.config.ATLAS_SNAPSHOT_EVERY_DIFFS);
     const withTree = this.config.ATLAS_EMIT_MODE === 'both' && sequenceNumber % every === 0n;
-    const value = encodeCanonicalGraphDiff(graph, diff, { sequenceNumber, treeHash: graph.hash, withTree });
+    const value = encodeCanonicalGraphDiff(graph, diff, {
+      sequenceNumber,
+      treeHash: treeHashOf(graph),
+      withTree,
+    });
     const changes = diff.changes.length + diff.attachmentsAdded.length + diff.attachmentsRemoved.length;
     return { message: DIFF_MESSAGE, value, changes, withTree };
   }

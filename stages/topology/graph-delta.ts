@@ -2,10 +2,13 @@
  * The canonical graph as a change between stages: only the distinct subtrees (by hash) that the
  * receiver does not hold for that root, so an emission's size follows the change, not the graph.
  *
- * Sender and receiver keep the same table per root — the distinct subtrees of the last graph
- * sent — with reference counts: a subtree enters when a new graph first needs it and leaves when
- * no node of the table and no root refers to it any more. Both sides run the same counting on
- * the same sequence of deltas, so they agree on what the receiver holds without saying it.
+ * A graph is its own tree plus attached subtrees by member (GraphTrees), so a change inside one
+ * attached subtree ships that subtree's new nodes and one table entry, not the anchors that refer
+ * to it. Sender and receiver keep the same table per root — the distinct subtrees of the last
+ * graph sent, own tree and attached subtrees alike — with reference counts: a subtree enters when
+ * a new graph first needs it and leaves when no node of the table, no attachment and no root
+ * refers to it any more. Both sides run the same counting on the same sequence of deltas, so they
+ * agree on what the receiver holds without saying it.
  *
  * A receiver that lacks the base of a delta or a subtree it references (a restart, a failover,
  * a skipped entry) never guesses: it throws `MissingSubtreeError`. The recovery is a whole
@@ -14,23 +17,30 @@
  */
 
 import type { GraphWire, WireNode } from './graph-wire.ts';
+import { byMember, treesOf } from './graph-wire.ts';
 import { compareIds } from './ids.ts';
-import type { EdgeKind, EventMeta, TreeNode } from './tree.ts';
+import type { EdgeKind, EventMeta, GraphTrees, TreeNode } from './tree.ts';
 
 /** [hash, space_id, edge, topic_id ('' unless edge is topic), hashes of children]. */
 export type DeltaNode = [string, string, EdgeKind, string, string[]];
 
 export interface GraphDelta {
   root_id: string;
-  /** Merkle hash of the tree (equal hashes ⇔ equal trees). */
+  /** Hash of the graph, own tree and attached subtrees (equal hashes ⇔ equal expanded trees). */
   hash: string;
   /** Hash of the graph this applies to; '' when `nodes` are the whole table. */
   base: string;
+  /** Hash of the own tree's root (the expanded tree's when there is no attachment). */
+  own: string;
+  /** [member id, subtree hash] attached now and not so in the base (all of them without a base). */
+  attached: [string, string][];
+  /** Members attached in the base and no longer. */
+  detached: string[];
   expanded_nodes: number;
   /** canonical_space_ids entered and left since the base (all of them when there is none). */
   ids_added: string[];
   ids_removed: string[];
-  /** Subtrees the receiver lacks, children before parents; the tree's root comes last if new. */
+  /** Subtrees the receiver lacks, children before parents. */
   nodes: DeltaNode[];
   meta: EventMeta;
 }
@@ -62,7 +72,10 @@ interface Held {
 /** Distinct subtrees held for one root, reference counted; generic over what a node carries. */
 class NodeTable<T extends Held> {
   readonly nodes = new Map<string, T>();
-  root = '';
+  /** Hash of the graph, of its own tree, and its attached subtree hashes by member. */
+  hash = '';
+  own = '';
+  attached = new Map<string, string>();
 
   has(hash: string): boolean {
     return this.nodes.has(hash);
@@ -74,12 +87,30 @@ class NodeTable<T extends Held> {
     for (const c of node.children) this.nodes.get(c)!.refs++;
   }
 
-  /** Makes `hash` the root: pinned before the old one is let go, so what they share stays. */
-  moveRoot(hash: string): void {
+  /**
+   * Moves to the next graph: its own tree and changed attachments are pinned before the old
+   * ones are let go, so what they share stays.
+   */
+  move(hash: string, own: string, attached: readonly [string, string][], detached: readonly string[]): void {
+    this.pin(own);
+    for (const [, subtree] of attached) this.pin(subtree);
+    const old = [this.own];
+    this.hash = hash;
+    this.own = own;
+    for (const [member, subtree] of attached) {
+      const before = this.attached.get(member);
+      if (before !== undefined) old.push(before);
+      this.attached.set(member, subtree);
+    }
+    for (const member of detached) {
+      old.push(this.attached.get(member)!);
+      this.attached.delete(member);
+    }
+    for (const h of old) if (h !== '') this.release(h);
+  }
+
+  private pin(hash: string): void {
     this.nodes.get(hash)!.refs++;
-    const old = this.root;
-    this.root = hash;
-    if (old !== '') this.release(old);
   }
 
   private release(hash: string): void {
@@ -93,10 +124,8 @@ class NodeTable<T extends Held> {
   }
 }
 
-interface SentNode extends Held {}
-
 interface SentGraph {
-  table: NodeTable<SentNode>;
+  table: NodeTable<Held>;
   ids: readonly string[];
 }
 
@@ -104,29 +133,46 @@ interface SentGraph {
 export class DeltaSender {
   private readonly roots = new Map<string, SentGraph>();
 
-  /** The delta from the last graph sent for this root (a whole table for the first one). */
-  delta(root_id: string, tree: TreeNode, ids: readonly string[], meta: EventMeta): GraphDelta {
+  /**
+   * The delta from the last graph sent for this root (a whole table for the first one). `tree` is
+   * the graph as own tree + attached subtrees, or an expanded tree (a graph with no attachment).
+   */
+  delta(root_id: string, tree: TreeNode | GraphTrees, ids: readonly string[], meta: EventMeta): GraphDelta {
+    const graph = treesOf(tree);
     let sent = this.roots.get(root_id);
     if (!sent) {
       sent = { table: new NodeTable(), ids: [] };
       this.roots.set(root_id, sent);
     }
     const { table } = sent;
-    const base = table.root;
+    const base = table.hash;
     const nodes: DeltaNode[] = [];
-    for (const n of newSubtrees(tree, table)) {
-      const children = n.children.map((c) => c.hash);
-      table.add(n.hash, { children, refs: 0 });
-      nodes.push([n.hash, n.space, n.edge, n.topic ?? '', children]);
+    const ship = (root: TreeNode) => {
+      for (const n of newSubtrees(root, table)) {
+        const children = n.children.map((c) => c.hash);
+        table.add(n.hash, { children, refs: 0 });
+        nodes.push([n.hash, n.space, n.edge, n.topic ?? '', children]);
+      }
+    };
+    const attached: [string, string][] = [];
+    for (const [member, subtree] of graph.attached) {
+      if (table.attached.get(member) === subtree.hash) continue;
+      ship(subtree);
+      attached.push([member, subtree.hash]);
     }
-    table.moveRoot(tree.hash);
+    const detached = [...table.attached.keys()].filter((m) => !graph.attached.has(m));
+    ship(graph.own);
+    table.move(graph.hash, graph.own.hash, attached, detached);
     const { added, removed } = idChanges(sent.ids, ids);
     sent.ids = ids;
     return {
       root_id,
-      hash: tree.hash,
+      hash: graph.hash,
       base,
-      expanded_nodes: tree.size,
+      own: graph.own.hash,
+      attached,
+      detached,
+      expanded_nodes: graph.size,
       ids_added: added,
       ids_removed: removed,
       nodes,
@@ -202,49 +248,59 @@ export class DeltaReceiver {
   /** Applies a delta whole or not at all; MissingSubtreeError when it builds on what is not held. */
   apply(delta: GraphDelta): void {
     const held = this.roots.get(delta.root_id);
-    const current = held?.table.root ?? '';
+    const current = held?.table.hash ?? '';
     if (delta.base !== current && delta.base !== '')
       throw new MissingSubtreeError(delta.root_id, 'base', delta.base);
     const table = delta.base === '' ? new NodeTable<HeldNode>() : held!.table;
-    // Checked before the first change, so a refused delta leaves the table as it was.
-    const arriving = new Set<string>();
-    for (const [hash, , , , children] of delta.nodes) {
-      for (const c of children) {
-        if (!table.has(c) && !arriving.has(c)) throw new MissingSubtreeError(delta.root_id, 'subtree', c);
-      }
-      arriving.add(hash);
-    }
-    if (!table.has(delta.hash) && !arriving.has(delta.hash))
-      throw new MissingSubtreeError(delta.root_id, 'subtree', delta.hash);
+    checkDelta(delta, table);
     for (const [hash, space, edge, topic, children] of delta.nodes) {
       if (!table.has(hash)) table.add(hash, { space, edge, topic, children, refs: 0 });
     }
-    table.moveRoot(delta.hash);
+    table.move(delta.hash, delta.own, delta.attached, delta.detached);
     const ids = delta.base === '' ? delta.ids_added.slice().sort(compareIds) : applyIds(held!.ids, delta);
     this.roots.set(delta.root_id, { table, ids, expanded: delta.expanded_nodes, meta: delta.meta });
   }
 
   /** Hash of the graph held for `root`, '' when none. */
   hashOf(root: string): string {
-    return this.roots.get(root)?.table.root ?? '';
+    return this.roots.get(root)?.table.hash ?? '';
   }
 
   /** The graph held for `root` as the whole distinct-subtree table (what serialize encodes). */
   wire(root: string): GraphWire {
     const held = this.roots.get(root);
     if (!held) throw new MissingSubtreeError(root, 'base', '');
+    const { nodes, attached } = wireTable(held.table);
     return {
       root_id: root,
-      hash: held.table.root,
+      hash: held.table.hash,
       expanded_nodes: held.expanded,
       canonical_space_ids: held.ids,
-      nodes: wireTable(held.table),
+      nodes,
+      ...(attached.length > 0 ? { attached } : {}),
       meta: held.meta,
     };
   }
 
   forget(root: string): void {
     this.roots.delete(root);
+  }
+}
+
+/** Checked before the first change, so a refused delta leaves the table as it was. */
+function checkDelta(delta: GraphDelta, table: NodeTable<HeldNode>): void {
+  const arriving = new Set<string>();
+  const held = (h: string) => table.has(h) || arriving.has(h);
+  for (const [hash, , , , children] of delta.nodes) {
+    for (const c of children) if (!held(c)) throw new MissingSubtreeError(delta.root_id, 'subtree', c);
+    arriving.add(hash);
+  }
+  for (const h of [delta.own, ...delta.attached.map(([, subtree]) => subtree)]) {
+    if (!held(h)) throw new MissingSubtreeError(delta.root_id, 'subtree', h);
+  }
+  for (const member of delta.detached) {
+    if (delta.base !== '' && !table.attached.has(member))
+      throw new MissingSubtreeError(delta.root_id, 'subtree', member);
   }
 }
 
@@ -262,24 +318,51 @@ function applyIds(ids: readonly string[], delta: GraphDelta): string[] {
   return out;
 }
 
-/** Children before parents, each distinct subtree once; the root last. */
-function wireTable(table: NodeTable<HeldNode>): WireNode[] {
-  const index = new Map<string, number>();
-  const out: WireNode[] = [];
-  const stack: Array<{ hash: string; next: number }> = [{ hash: table.root, next: 0 }];
-  index.set(table.root, -1);
+/**
+ * The table as `toWire` lays it out: attached subtrees first, then the own tree, whose references
+ * point at the attached subtree's entry. Each distinct subtree once, children before parents.
+ */
+function wireTable(table: NodeTable<HeldNode>): { nodes: WireNode[]; attached: [string, number, string][] } {
+  const regions = new Map<string, number>();
+  const nodes: WireNode[] = [];
+  const attached: [string, number, string][] = [];
+  for (const [member, subtree] of byMember(table.attached)) {
+    walk(table, subtree, regions, nodes, (c) => regions.get(c)!);
+    attached.push([member, regions.get(subtree)!, subtree]);
+  }
+  const own = new Map<string, number>();
+  const refs = table.attached.size > 0;
+  const resolve = (c: string) => {
+    const node = table.nodes.get(c)!;
+    return refs && node.edge === 'topic' ? regions.get(table.attached.get(node.space)!)! : own.get(c)!;
+  };
+  walk(table, table.own, own, nodes, resolve, refs);
+  return { nodes, attached };
+}
+
+/** Appends the nodes below `root` not indexed yet; with `refs`, a reference is not descended. */
+function walk(
+  table: NodeTable<HeldNode>,
+  root: string,
+  index: Map<string, number>,
+  out: WireNode[],
+  childIndex: (hash: string) => number,
+  refs = false,
+): void {
+  if (index.has(root)) return;
+  const stack: Array<{ hash: string; next: number }> = [{ hash: root, next: 0 }];
+  index.set(root, -1);
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
     const node = table.nodes.get(top.hash)!;
     const child = node.children[top.next++];
     if (child === undefined) {
       index.set(top.hash, out.length);
-      out.push([node.space, node.edge, node.topic, node.children.map((c) => index.get(c)!)]);
+      out.push([node.space, node.edge, node.topic, node.children.map(childIndex)]);
       stack.pop();
-    } else if (!index.has(child)) {
+    } else if (!index.has(child) && !(refs && table.nodes.get(child)!.edge === 'topic')) {
       index.set(child, -1);
       stack.push({ hash: child, next: 0 });
     }
   }
-  return out;
 }

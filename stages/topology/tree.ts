@@ -68,6 +68,31 @@ export class TreeInterner {
     return made;
   }
 
+  /**
+   * The reference to `member`'s attached subtree that an own tree holds where the expanded tree
+   * has that subtree (edge topic, no children). Its hash is of its own kind, so it never equals a
+   * node of an attached subtree: a table holding both stays unambiguous.
+   */
+  ref(member: string, topic: string): TreeNode {
+    const digest = hash('sha256', `ref|${member}|${topic}`, 'buffer').toString('hex', 0, 16);
+    const found = this.current.get(digest) ?? this.previous.get(digest);
+    if (found) {
+      if (this.previous.delete(digest)) this.remember(found);
+      return found;
+    }
+    const made: TreeNode = {
+      space: member,
+      edge: 'topic',
+      topic,
+      children: NO_CHILDREN,
+      hash: digest,
+      size: 1,
+    };
+    this.created++;
+    this.remember(made);
+    return made;
+  }
+
   get distinct(): number {
     return this.current.size + this.previous.size;
   }
@@ -79,6 +104,99 @@ export class TreeInterner {
     }
     this.current.set(node.hash, node);
   }
+}
+
+/**
+ * A canonical graph as phase 1's own tree plus phase 2's attached subtrees (DESIGN §3). In the own
+ * tree every topic-edge node is a reference (`TreeInterner.ref`): the expanded tree has there the
+ * attached subtree of that member. A change inside one attached subtree then changes one entry
+ * of `attached`, not every anchor referring to it and their ancestors.
+ */
+export interface GraphTrees {
+  readonly own: TreeNode;
+  /** Attached subtree per member id (its root's edge is topic); exactly the members referenced. */
+  readonly attached: ReadonlyMap<string, TreeNode>;
+  /** Covers the own tree and every attached subtree: equal hashes ⇔ equal expanded trees. */
+  readonly hash: string;
+  /** Node count of the expanded tree. */
+  readonly size: number;
+}
+
+/**
+ * An expanded tree as a graph with no attachment table: its own tree then holds no reference
+ * (references exist only beside attached subtrees), and its hash is the tree's.
+ */
+export function plainGraph(tree: TreeNode): GraphTrees {
+  return { own: tree, attached: NO_ATTACHMENTS, hash: tree.hash, size: tree.size };
+}
+
+const NO_ATTACHMENTS: ReadonlyMap<string, TreeNode> = new Map();
+
+/** The hash of a graph: the own tree's alone without attachments, else over both. */
+export function graphHash(own: string, attachedDigest: string): string {
+  if (attachedDigest === '') return own;
+  return hash('sha256', `graph|${own}|${attachedDigest}`, 'buffer').toString('hex', 0, 16);
+}
+
+/**
+ * An order-free digest of the attachments, kept up to date one member at a time: the sum mod
+ * 2^128 of a hash per (member, subtree hash). '' for none.
+ */
+export class AttachedDigest {
+  private sum = 0n;
+  private count = 0;
+
+  add(member: string, subtree: string): void {
+    this.sum = (this.sum + entryDigest(member, subtree)) & MASK_128;
+    this.count++;
+  }
+
+  remove(member: string, subtree: string): void {
+    this.sum = (this.sum - entryDigest(member, subtree)) & MASK_128;
+    this.count--;
+  }
+
+  get value(): string {
+    return this.count === 0 ? '' : `${this.count}:${this.sum.toString(16)}`;
+  }
+}
+
+const MASK_128 = (1n << 128n) - 1n;
+
+function entryDigest(member: string, subtree: string): bigint {
+  return BigInt(`0x${hash('sha256', `${member}|${subtree}`, 'buffer').toString('hex', 0, 16)}`);
+}
+
+/** The digest of a whole attachment table (what a receiver rebuilds). */
+export function digestOf(attached: Iterable<[string, string]>): string {
+  const digest = new AttachedDigest();
+  for (const [member, subtree] of attached) digest.add(member, subtree);
+  return digest.value;
+}
+
+/**
+ * The expanded tree of a graph, hash-consed: the same objects and hashes as a tree built with the
+ * attached subtrees in place. Costs the own tree's distinct nodes that hold a reference below.
+ */
+export function expandGraph(graph: GraphTrees, interner = new TreeInterner()): TreeNode {
+  if (graph.attached.size === 0) return graph.own;
+  const done = new Map<TreeNode, TreeNode>();
+  for (const node of distinctPostorder(graph.own)) {
+    if (node.edge === 'topic') {
+      const subtree = graph.attached.get(node.space);
+      if (!subtree) throw new Error(`graph references ${node.space}, which it does not attach`);
+      done.set(node, subtree);
+      continue;
+    }
+    let same = true;
+    const children = node.children.map((c) => {
+      const e = done.get(c)!;
+      if (e !== c) same = false;
+      return e;
+    });
+    done.set(node, same ? node : interner.node(node.space, node.edge, node.topic, children));
+  }
+  return done.get(graph.own)!;
 }
 
 /** Visits each distinct node once, children before parents (iterative: trees can be 100K deep). */

@@ -1,10 +1,12 @@
 /**
  * The delta wire between stages: a receiver fed the deltas of every emission holds exactly the
- * graph a whole table would have carried; one that lacks what a delta builds on refuses it with
- * a typed error, unchanged, and recovers from the whole table the sender then sends.
+ * graph a whole table would have carried (and what it encodes is byte for byte the expanded
+ * tree's snapshot); one that lacks what a delta builds on refuses it with a typed error,
+ * unchanged, and recovers from the whole table the sender then sends.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { encodeCanonicalGraphUpdated } from '../../stages/serialize/encode.ts';
 import type { TopologyEvent } from '../../stages/topology/events.ts';
 import {
   DeltaReceiver,
@@ -91,14 +93,17 @@ const arb = fc.record({
 
 /** The receiver's graph against the whole table of the same graph. */
 function expectSame(receiver: DeltaReceiver, graph: TopologyGraph, root: string): void {
-  const { tree, canonical_space_ids } = graph.canonical(root);
+  const c = graph.canonical(root);
   const held = receiver.wire(root);
-  const want = toWire({ root_id: root, tree, canonical_space_ids, meta });
-  expect(held.hash).toBe(want.hash);
-  expect(fromWire(held).tree.hash).toBe(want.hash);
-  expect(held.expanded_nodes).toBe(want.expanded_nodes);
-  expect(held.canonical_space_ids).toEqual(want.canonical_space_ids);
-  expect(new Set(held.nodes.map((n) => JSON.stringify(n))).size).toBe(held.nodes.length);
+  const want = toWire({ root_id: root, tree: c.graph, canonical_space_ids: c.canonical_space_ids, meta });
+  expect(held).toEqual(want);
+  expect(held.hash).toBe(c.graph.hash);
+  const expanded = toWire({ root_id: root, tree: c.tree, canonical_space_ids: c.canonical_space_ids, meta });
+  expect(fromWire(held).tree.hash).toBe(c.tree.hash);
+  expect(held.expanded_nodes).toBe(expanded.expanded_nodes);
+  expect(Buffer.from(encodeCanonicalGraphUpdated(held, 1))).toEqual(
+    Buffer.from(encodeCanonicalGraphUpdated(expanded, 1)),
+  );
 }
 
 describe('graph deltas between stages', () => {
@@ -109,8 +114,8 @@ describe('graph deltas between stages', () => {
         const sender = new DeltaSender();
         let receiver = new DeltaReceiver();
         const send = (root: string): GraphDelta => {
-          const { tree, canonical_space_ids } = graph.canonical(root);
-          return sender.delta(root, tree, canonical_space_ids, meta);
+          const c = graph.canonical(root);
+          return sender.delta(root, c.graph, c.canonical_space_ids, meta);
         };
         for (const root of roots) receiver.apply(send(root));
         for (const [i, e] of steps.entries()) {
@@ -147,8 +152,8 @@ describe('graph deltas between stages', () => {
       meta,
     });
     const next = () => {
-      const { tree, canonical_space_ids } = graph.canonical(roots[0]!);
-      return sender.delta(roots[0]!, tree, canonical_space_ids, meta);
+      const c = graph.canonical(roots[0]!);
+      return sender.delta(roots[0]!, c.graph, c.canonical_space_ids, meta);
     };
     graph.apply(edge(spaces[1]!));
     receiver.apply(next());

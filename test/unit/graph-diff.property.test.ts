@@ -23,7 +23,7 @@ import {
 } from '../../stages/serialize/graph-diff.ts';
 import { Encoder } from '../../stages/serialize/index.ts';
 import type { TopologyEvent } from '../../stages/topology/events.ts';
-import { type GraphWire, toWire } from '../../stages/topology/graph-wire.ts';
+import { type GraphWire, toWire, treeHashOf } from '../../stages/topology/graph-wire.ts';
 import { type EventMeta, fromJsonTree } from '../../stages/topology/tree.ts';
 import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
 
@@ -103,9 +103,9 @@ function emissions(root: string, events: TopologyEvent[]): GraphWire[] {
   let last = '';
   const emit = () => {
     const c = graph.canonical(root);
-    if (c.tree.hash === last) return;
-    last = c.tree.hash;
-    out.push(toWire({ root_id: root, tree: c.tree, canonical_space_ids: c.canonical_space_ids, meta }));
+    if (c.graph.hash === last) return;
+    last = c.graph.hash;
+    out.push(toWire({ root_id: root, tree: c.graph, canonical_space_ids: c.canonical_space_ids, meta }));
   };
   emit();
   for (const event of events) {
@@ -157,7 +157,7 @@ describe.each(CASES)('diffs of the real graph domain, $name', ({ arb, runs }) =>
           }
           // Distances included: a consumer's state is exactly the description of the emission.
           expect(state).toEqual(indexGraph(graph));
-          expect(buildTree(state).hash).toBe(graph.hash);
+          expect(buildTree(state).hash).toBe(treeHashOf(graph));
           expect(canonicalSpaceIds(state)).toEqual(graph.canonical_space_ids);
         }
         expect(refused).toEqual([]);
@@ -200,7 +200,7 @@ describe('diffs of replicas that see emissions late, twice or not at all', () =>
             const value = first.get(at)!;
             if (names.get(at) === SNAPSHOT_MESSAGE) state = stateOfSnapshot(value);
             else state = applyDiff(state!, decodeCanonicalGraphDiff(value).diff);
-            expect(buildTree(state).hash).toBe(graph.hash);
+            expect(buildTree(state).hash).toBe(treeHashOf(graph));
           }
         },
       ),
@@ -243,7 +243,7 @@ describe('a diff applied where it does not belong', () => {
     // Diff 3 needs the node diff 2 adds.
     expect(() => applyDiff(first, third.diff)).toThrow(DiffMismatchError);
     expect(first).toEqual(before);
-    expect(buildTree(applyDiff(applyDiff(first, second.diff), third.diff)).hash).toBe(graphs[2]!.hash);
+    expect(buildTree(applyDiff(applyDiff(first, second.diff), third.diff)).hash).toBe(treeHashOf(graphs[2]!));
   });
 
   it('is never written against a base the encoder did not see: a snapshot instead', () => {

@@ -1,11 +1,21 @@
 /**
  * The canonical graph of one root (DESIGN §3): phase 1's explicit transitive tree T with its
  * flat set C, and under each node s of T the phase-2 attachments — for each topic edge
- * (s, τ), each member m of τ in C other than s, m's filtered full tree. Nodes are interned
- * bottom-up and rebuilt only where something changed, plus their ancestors in T.
+ * (s, τ), each member m of τ in C other than s, m's filtered full tree.
+ *
+ * Kept as T's own tree, where each attachment is a reference to the member, plus the table of
+ * attached subtrees by member (GraphTrees): a change inside one attached subtree costs that
+ * subtree's change and one table entry, not every anchor of its topic and their ancestors. Nodes
+ * are interned bottom-up and rebuilt only where something changed, plus their ancestors.
  */
 import { compareIds } from '../../topology/ids.ts';
-import type { TreeNode } from '../../topology/tree.ts';
+import {
+  AttachedDigest,
+  expandGraph,
+  type GraphTrees,
+  graphHash,
+  type TreeNode,
+} from '../../topology/tree.ts';
 import { FilteredTree, type TreeContext } from './filtered-tree.ts';
 import { edgeOf } from './graph-store.ts';
 import { deepestFirst } from './level-queue.ts';
@@ -19,7 +29,10 @@ export interface FullTrees {
 }
 
 export interface Canonical {
-  tree: TreeNode;
+  /** The graph as own tree + attached subtrees: what the stages carry. */
+  graph: GraphTrees;
+  /** The expanded tree, built on first read (it costs the own nodes above every reference). */
+  readonly tree: TreeNode;
   canonical_space_ids: string[];
 }
 
@@ -47,6 +60,12 @@ export class CanonicalTree {
   private ids: string[] = [];
   private readonly enteredSince = new Set<number>();
   private readonly leftSince = new Set<number>();
+  /** Attached subtree hash per member, as `digest` covers them. */
+  private readonly digested = new Map<number, TreeNode>();
+  private readonly digest = new AttachedDigest();
+  /** Whether an attachment came, went or changed since the last graph. */
+  private attachedChanged = false;
+  private graph: GraphTrees | undefined;
 
   constructor(root: number, ctx: TreeContext, fullTrees: FullTrees) {
     this.root = root;
@@ -103,6 +122,7 @@ export class CanonicalTree {
         } else if (!wanted && view) {
           this.attached.delete(m);
           this.fullTrees.release(m);
+          this.undigest(m);
         }
       }
     }
@@ -111,11 +131,57 @@ export class CanonicalTree {
 
   canonical(): Canonical {
     for (const view of this.attached.values()) {
-      if (view.refresh()) this.markSources(this.ctx.graph.topicOf(view.member), view.member);
+      view.refresh();
+      if (this.digested.get(view.member) !== view.attachment) this.redigest(view.member, view.attachment);
     }
     if (this.dirty.size > 0) this.rebuild();
     if (this.enteredSince.size + this.leftSince.size > 0) this.updateIds();
-    return { tree: this.nodes.get(this.root)!, canonical_space_ids: this.ids };
+    const own = this.nodes.get(this.root)!;
+    if (this.attachedChanged || own !== this.graph?.own) this.graph = this.makeGraph(own);
+    this.attachedChanged = false;
+    const graph = this.graph;
+    const { interner } = this.ctx;
+    let tree: TreeNode | undefined;
+    return {
+      graph,
+      get tree() {
+        tree ??= expandGraph(graph, interner);
+        return tree;
+      },
+      canonical_space_ids: this.ids,
+    };
+  }
+
+  private redigest(member: number, subtree: TreeNode): void {
+    this.undigest(member);
+    this.digest.add(this.ctx.graph.spaces.id(member), subtree.hash);
+    this.digested.set(member, subtree);
+    this.attachedChanged = true;
+  }
+
+  private undigest(member: number): void {
+    const old = this.digested.get(member);
+    if (!old) return;
+    this.digest.remove(this.ctx.graph.spaces.id(member), old.hash);
+    this.digested.delete(member);
+    this.attachedChanged = true;
+  }
+
+  /**
+   * A fresh table whenever it changed, since callers may hold the old graph. Each attached
+   * subtree appears once per anchor referring to it: the topic's sources in C but the member.
+   */
+  private makeGraph(own: TreeNode): GraphTrees {
+    const { graph } = this.ctx;
+    const attached = new Map<string, TreeNode>();
+    let size = own.size;
+    for (const [member, subtree] of this.digested) {
+      attached.set(graph.spaces.id(member), subtree);
+      const topic = graph.topicOf(member);
+      const anchors = (this.sourcesInScope.get(topic) ?? 0) - (graph.hasTopicEdge(member, topic) ? 1 : 0);
+      size += anchors * (subtree.size - 1);
+    }
+    return { own, attached, hash: graphHash(own.hash, this.digest.value), size };
   }
 
   /** Roughly how many interned nodes this graph keeps alive. */
@@ -190,7 +256,8 @@ export class CanonicalTree {
     for (const k of this.scope.childrenOf(v)) children.push(this.nodes.get(k)!);
     for (const topic of graph.topicsOf(v)) {
       for (const m of graph.membersOf(topic)) {
-        if (m !== v && this.scope.reached(m)) children.push(this.attached.get(m)!.attachment);
+        if (m !== v && this.scope.reached(m))
+          children.push(interner.ref(graph.spaces.id(m), graph.topics.id(topic)));
       }
     }
     this.nodes.set(v, interner.node(graph.spaces.id(v), edgeOf(this.scope.labelOf(v)), null, children));
