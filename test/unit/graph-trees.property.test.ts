@@ -1,0 +1,134 @@
+/**
+ * The canonical graph as own tree + attached subtrees (references in the own tree) describes
+ * exactly the expanded tree of DESIGN §3: on random topic-heavy topologies, after every event,
+ * its expansion is the naive reference's tree (hash and structure), its wire encodes to the same
+ * snapshot bytes as the expanded tree's, the wire gives the expanded tree's Merkle hash, and
+ * graph hashes are equal exactly when expanded trees are.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeCanonicalGraphUpdated } from '../../stages/serialize/encode.ts';
+import type { TopologyEvent } from '../../stages/topology/events.ts';
+import { toWire, treeHashOf } from '../../stages/topology/graph-wire.ts';
+import { type EventMeta, expandGraph, fromJsonTree } from '../../stages/topology/tree.ts';
+import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
+import { NaiveTopology, type PlainNode } from '../reference/naive-canonical.ts';
+
+const meta: EventMeta = { block_number: '7', block_timestamp: '1', tx_hash: '0x00', cursor: 'c' };
+
+function pool(n: number, salt: number, filler: string): string[] {
+  return Array.from(
+    { length: n },
+    (_, i) => ((i * 53 + salt) % 256).toString(16).padStart(2, '0') + filler.repeat(15),
+  );
+}
+
+const spaces = pool(16, 0x21, '5b');
+/** Few topics, each announced by several spaces and pointed at often: attachments everywhere. */
+const topics = pool(3, 0x70, 'c8');
+
+const space = fc.constantFrom(...spaces);
+const topic = fc.constantFrom(...topics);
+const type = fc.constantFrom(
+  'space.trust_extended',
+  'space.trust_extended',
+  'space.trust_revoked',
+) as fc.Arbitrary<'space.trust_extended' | 'space.trust_revoked'>;
+
+const event: fc.Arbitrary<TopologyEvent> = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.tuple(space, topic).map(
+      ([space_id, topic_id]): TopologyEvent => ({
+        event_type: 'space.created',
+        space_id,
+        topic_id,
+        space_type: { kind: 'personal', owner: '00'.repeat(32) },
+        meta,
+      }),
+    ),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.tuple(type, space, fc.constantFrom('verified' as const, 'related' as const), space).map(
+      ([event_type, source_space_id, kind, target_space_id]): TopologyEvent => ({
+        event_type,
+        source_space_id,
+        extension: { kind, target_space_id },
+        meta,
+      }),
+    ),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.tuple(type, space, topic).map(
+      ([event_type, source_space_id, target_topic_id]): TopologyEvent => ({
+        event_type,
+        source_space_id,
+        extension: { kind: 'subtopic', target_topic_id },
+        meta,
+      }),
+    ),
+  },
+);
+
+const arb = fc.record({
+  roots: fc.uniqueArray(space, { minLength: 1, maxLength: 2 }),
+  events: fc.array(event, { minLength: 1, maxLength: 120, size: 'max' }),
+});
+
+function asJson(node: PlainNode): Parameters<typeof fromJsonTree>[0] {
+  return { ...node, children: node.children.map(asJson) };
+}
+
+describe('own tree + attached subtrees, on random topic-heavy topologies', () => {
+  it('expand to exactly the expanded tree: hash, structure, snapshot bytes, tree_hash', () => {
+    let attachedSeen = 0;
+    fc.assert(
+      fc.property(arb, ({ roots, events }) => {
+        const graph = new TopologyGraph(roots);
+        const naive = new NaiveTopology();
+        const expandedOf = new Map<string, string>();
+        const graphOf = new Map<string, string>();
+        for (const e of events) {
+          graph.apply(e);
+          naive.apply(e);
+          for (const root of roots) {
+            const c = graph.canonical(root);
+            const want = naive.canonical(root);
+            const tree = fromJsonTree(asJson(want.tree));
+            attachedSeen += c.graph.attached.size;
+            expect(expandGraph(c.graph).hash).toBe(tree.hash);
+            expect(c.tree.hash).toBe(tree.hash);
+            expect(c.graph.size).toBe(tree.size);
+            const wire = toWire({
+              root_id: root,
+              tree: c.graph,
+              canonical_space_ids: c.canonical_space_ids,
+              meta,
+            });
+            const plain = toWire({
+              root_id: root,
+              tree,
+              canonical_space_ids: want.canonical_space_ids,
+              meta,
+            });
+            expect(treeHashOf(wire)).toBe(tree.hash);
+            expect(wire.expanded_nodes).toBe(plain.expanded_nodes);
+            expect(Buffer.from(encodeCanonicalGraphUpdated(wire, 3))).toEqual(
+              Buffer.from(encodeCanonicalGraphUpdated(plain, 3)),
+            );
+            // Equal graph hashes ⇔ equal expanded trees, across every graph seen.
+            expect(expandedOf.get(c.graph.hash) ?? tree.hash).toBe(tree.hash);
+            expect(graphOf.get(tree.hash) ?? c.graph.hash).toBe(c.graph.hash);
+            expandedOf.set(c.graph.hash, tree.hash);
+            graphOf.set(tree.hash, c.graph.hash);
+          }
+        }
+      }),
+      { numRuns: 150 },
+    );
+    // The property is about attachments: the topologies must have had plenty.
+    expect(attachedSeen).toBeGreaterThan(1000);
+  });
+});
