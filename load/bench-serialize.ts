@@ -215,7 +215,7 @@ function benchDiff(spaces: number, events: number): void {
     const c = graph.canonical(world.root);
     return toWire({
       root_id: world.root,
-      tree: c.tree,
+      tree: c.graph,
       canonical_space_ids: c.canonical_space_ids,
       meta: META,
     });
