@@ -176,17 +176,16 @@ export function digestOf(attached: Iterable<[string, string]>): string {
 
 /**
  * The expanded tree of a graph, hash-consed: the same objects and hashes as a tree built with the
- * attached subtrees in place. Costs the own tree's distinct nodes that hold a reference below.
+ * attached subtrees in place. Costs the own tree's distinct nodes.
  */
 export function expandGraph(graph: GraphTrees, interner = new TreeInterner()): TreeNode {
   if (graph.attached.size === 0) return graph.own;
-  const done = new Map<TreeNode, TreeNode>();
-  for (const node of distinctPostorder(graph.own)) {
+  const expand = (node: TreeNode) => {
     if (node.edge === 'topic') {
       const subtree = graph.attached.get(node.space);
       if (!subtree) throw new Error(`graph references ${node.space}, which it does not attach`);
       done.set(node, subtree);
-      continue;
+      return;
     }
     let same = true;
     const children = node.children.map((c) => {
@@ -195,6 +194,18 @@ export function expandGraph(graph: GraphTrees, interner = new TreeInterner()): T
       return e;
     });
     done.set(node, same ? node : interner.node(node.space, node.edge, node.topic, children));
+  };
+  const done = new Map<TreeNode, TreeNode>();
+  const stack: Array<{ node: TreeNode; next: number }> = [{ node: graph.own, next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const child = top.node.children[top.next++];
+    if (child === undefined) {
+      expand(top.node);
+      stack.pop();
+    } else if (!done.has(child)) {
+      stack.push({ node: child, next: 0 });
+    }
   }
   return done.get(graph.own)!;
 }

@@ -131,4 +131,23 @@ describe('own tree + attached subtrees, on random topic-heavy topologies', () =>
     // The property is about attachments: the topologies must have had plenty.
     expect(attachedSeen).toBeGreaterThan(1000);
   });
+
+  it('give an expanded tree read late the tree of its own graph, not of a newer state', () => {
+    fc.assert(
+      fc.property(arb, ({ roots, events }) => {
+        const graph = new TopologyGraph(roots);
+        const naive = new NaiveTopology();
+        const root = roots[0]!;
+        for (const e of events) {
+          const before = graph.canonical(root);
+          const want = fromJsonTree(asJson(naive.canonical(root).tree)).hash;
+          graph.apply(e);
+          naive.apply(e);
+          graph.canonical(root).tree;
+          expect(before.tree.hash).toBe(want);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
 });

@@ -66,6 +66,15 @@ export class CanonicalTree {
   /** Whether an attachment came, went or changed since the last graph. */
   private attachedChanged = false;
   private graph: GraphTrees | undefined;
+  /**
+   * Expanded node per node of T (attachments in place), kept up to date only once someone read
+   * an expanded tree, with the nodes it must rebuild: the old representation, as a lazy view.
+   */
+  private readonly fullNodes = new Map<number, TreeNode>();
+  private readonly fullDirty = new Set<number>();
+  private fullLive = false;
+  /** Counts changes, so an expanded tree read late is built from its own graph, not a newer state. */
+  private epoch = 0;
 
   constructor(root: number, ctx: TreeContext, fullTrees: FullTrees) {
     this.root = root;
@@ -78,6 +87,7 @@ export class CanonicalTree {
 
   /** Explicit candidates (flat source, target pairs) were added or removed. */
   applyExplicit(insert: boolean, pairs: readonly number[]): void {
+    this.epoch++;
     const delta = emptyDelta();
     if (insert) this.scope.insert(pairs, delta);
     else this.scope.remove(pairs, delta);
@@ -92,6 +102,7 @@ export class CanonicalTree {
 
   /** The topic edge (source, topic) was added (+1) or removed (-1). */
   applyTopicEdge(source: number, topic: number, step: 1 | -1): void {
+    this.epoch++;
     if (!this.scope.reached(source)) return;
     this.count(topic, step);
     const members = this.ctx.graph.membersOf(topic);
@@ -100,6 +111,7 @@ export class CanonicalTree {
 
   /** `space` was created, announcing `topic`. */
   applyMember(space: number, topic: number): void {
+    this.epoch++;
     if (!this.scope.reached(space)) return;
     this.topicsToCheck.add(topic);
     this.markSources(topic, space);
@@ -107,11 +119,13 @@ export class CanonicalTree {
 
   /** Nodes changed in a member's full tree. */
   noteFullChange(member: number, touched: readonly number[]): void {
+    this.epoch++;
     if (this.attached.get(member)?.noteFullChange(touched)) this.changed = true;
   }
 
   /** Attaches and detaches members after an event, so phase 2 finds every filtered tree it needs. */
   reconcile(): void {
+    this.epoch++;
     for (const topic of this.topicsToCheck) {
       for (const m of this.ctx.graph.membersOf(topic)) {
         const view = this.attached.get(m);
@@ -130,6 +144,7 @@ export class CanonicalTree {
   }
 
   canonical(): Canonical {
+    const self = this;
     for (const view of this.attached.values()) {
       view.refresh();
       if (this.digested.get(view.member) !== view.attachment) this.redigest(view.member, view.attachment);
@@ -140,16 +155,49 @@ export class CanonicalTree {
     if (this.attachedChanged || own !== this.graph?.own) this.graph = this.makeGraph(own);
     this.attachedChanged = false;
     const graph = this.graph;
-    const { interner } = this.ctx;
+    const epoch = ++this.epoch;
     let tree: TreeNode | undefined;
     return {
       graph,
       get tree() {
-        tree ??= expandGraph(graph, interner);
+        tree ??= self.epoch === epoch ? self.expand() : expandGraph(graph, self.ctx.interner);
         return tree;
       },
       canonical_space_ids: this.ids,
     };
+  }
+
+  /**
+   * The expanded tree: the anchors whose attachment or own node changed and their ancestors are
+   * re-interned, what the old representation cost for every event.
+   */
+  private expand(): TreeNode {
+    if (!this.fullLive) {
+      this.fullLive = true;
+      for (const v of this.scope.preorder()) this.fullDirty.add(v);
+    }
+    if (this.fullDirty.size > 0) {
+      ancestorMarks.clear();
+      const nodes: number[] = [];
+      for (const v of this.fullDirty) {
+        for (let p = v; p >= 0 && ancestorMarks.add(p); p = this.scope.parentOf(p)) nodes.push(p);
+      }
+      this.fullDirty.clear();
+      for (const v of deepestFirst(nodes, (v) => this.scope.depth(v))) this.buildFull(v);
+    }
+    return this.fullNodes.get(this.root)!;
+  }
+
+  private buildFull(v: number): void {
+    const { graph, interner } = this.ctx;
+    const children: TreeNode[] = [];
+    for (const k of this.scope.childrenOf(v)) children.push(this.fullNodes.get(k)!);
+    for (const topic of graph.topicsOf(v)) {
+      for (const m of graph.membersOf(topic)) {
+        if (m !== v && this.scope.reached(m)) children.push(this.digested.get(m)!);
+      }
+    }
+    this.fullNodes.set(v, interner.node(graph.spaces.id(v), edgeOf(this.scope.labelOf(v)), null, children));
   }
 
   private redigest(member: number, subtree: TreeNode): void {
@@ -157,6 +205,7 @@ export class CanonicalTree {
     this.digest.add(this.ctx.graph.spaces.id(member), subtree.hash);
     this.digested.set(member, subtree);
     this.attachedChanged = true;
+    this.markFullAnchors(member);
   }
 
   private undigest(member: number): void {
@@ -165,6 +214,15 @@ export class CanonicalTree {
     this.digest.remove(this.ctx.graph.spaces.id(member), old.hash);
     this.digested.delete(member);
     this.attachedChanged = true;
+    this.markFullAnchors(member);
+  }
+
+  /** The expanded nodes holding `member`'s attached subtree must be rebuilt. */
+  private markFullAnchors(member: number): void {
+    if (!this.fullLive) return;
+    const { graph } = this.ctx;
+    const sources = graph.sourcesOf(graph.topicOf(member));
+    if (sources) for (const s of sources) if (s !== member && this.scope.reached(s)) this.fullDirty.add(s);
   }
 
   /**
@@ -173,10 +231,10 @@ export class CanonicalTree {
    */
   private makeGraph(own: TreeNode): GraphTrees {
     const { graph } = this.ctx;
-    const attached = new Map<string, TreeNode>();
+    // The same table while no attachment changed, so an expansion can build on the last one.
+    const attached = this.attachedChanged || !this.graph ? this.attachedTable() : this.graph.attached;
     let size = own.size;
     for (const [member, subtree] of this.digested) {
-      attached.set(graph.spaces.id(member), subtree);
       const topic = graph.topicOf(member);
       const anchors = (this.sourcesInScope.get(topic) ?? 0) - (graph.hasTopicEdge(member, topic) ? 1 : 0);
       size += anchors * (subtree.size - 1);
@@ -184,9 +242,15 @@ export class CanonicalTree {
     return { own, attached, hash: graphHash(own.hash, this.digest.value), size };
   }
 
+  private attachedTable(): Map<string, TreeNode> {
+    const table = new Map<string, TreeNode>();
+    for (const [member, subtree] of this.digested) table.set(this.ctx.graph.spaces.id(member), subtree);
+    return table;
+  }
+
   /** Roughly how many interned nodes this graph keeps alive. */
   get liveSize(): number {
-    let size = this.scope.size;
+    let size = this.fullLive ? 2 * this.scope.size : this.scope.size;
     for (const view of this.attached.values()) size += view.size;
     return size;
   }
@@ -208,6 +272,8 @@ export class CanonicalTree {
   private leave(v: number): void {
     this.nodes.delete(v);
     this.dirty.delete(v);
+    this.fullNodes.delete(v);
+    this.fullDirty.delete(v);
     this.changed = true;
     if (!this.enteredSince.delete(v)) this.leftSince.add(v);
     this.moveInScope(v, -1);
@@ -237,6 +303,7 @@ export class CanonicalTree {
 
   private markDirty(v: number): void {
     this.dirty.add(v);
+    if (this.fullLive) this.fullDirty.add(v);
     this.changed = true;
   }
 
