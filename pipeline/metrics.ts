@@ -98,6 +98,12 @@ export const metrics = {
     labelNames,
     registers: [registry],
   }),
+  graphResends: new Counter({
+    name: 'atlas_graph_resends_total',
+    help: 'Whole graphs a stage asked for because a delta built on what it did not hold (its state lost or damaged)',
+    labelNames,
+    registers: [registry],
+  }),
   transientErrors: new Counter({
     name: 'atlas_transient_errors_total',
     help: 'Faults retried in place, by kind: redis (Redis unreachable or timed out), sink (the output refused or failed)',

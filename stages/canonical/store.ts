@@ -1,11 +1,21 @@
 /**
- * What the canonical stage remembers per root: the last *emitted* graph (queryable by
- * `atlas canonical show`), its sequence number and the last event it included.
+ * What the canonical stage remembers per root: the last *emitted* update (its hash, sequence
+ * number and the last event it included), and the graph it holds as transitive's deltas left it
+ * — a table of distinct subtrees by hash (`canonical:table:<root>`), the canonical ids
+ * (`canonical:ids:<root>`) and hash, size and meta (`canonical:held`). Each delta is written as
+ * what it changes (HSET of the subtrees that entered, SADD/SREM of the ids) in the step that
+ * acknowledges it, so the store and the consumed input never disagree, and an emission costs
+ * what changed, not the graph.
+ *
+ * Subtrees that left the graph are not deleted one by one (the sender does not name them): they
+ * stay as garbage that loading ignores (it walks from the root hash), and the table is written
+ * whole again once the garbage outgrows the live part, so it stays under twice the graph.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from '../../pipeline/keys.ts';
 import type { Step } from '../../pipeline/stage.ts';
-import type { GraphWire } from '../topology/graph-wire.ts';
+import type { DeltaNode, GraphDelta } from '../topology/graph-delta.ts';
+import { type TableHead, wholeFromTable } from '../topology/graph-delta-store.ts';
 
 export interface Emitted {
   hash: string;
@@ -15,12 +25,22 @@ export interface Emitted {
 
 export interface CanonicalStore {
   roots: string;
-  graph(root: string): string;
+  held: string;
+  table(root: string): string;
+  ids(root: string): string;
 }
 
 export function canonicalStore(keys: Keys): CanonicalStore {
-  return { roots: keys.of('canonical', 'roots'), graph: (root) => keys.of('canonical', 'graph', root) };
+  return {
+    roots: keys.of('canonical', 'roots'),
+    held: keys.of('canonical', 'held'),
+    table: (root) => keys.of('canonical', 'table', root),
+    ids: (root) => keys.of('canonical', 'ids', root),
+  };
 }
+
+/** Fields per HSET/SADD: the commit script passes each op's arguments through Lua's unpack. */
+const CHUNK = 1000;
 
 export async function loadEmitted(redis: Redis, store: CanonicalStore): Promise<Map<string, Emitted>> {
   const all = await redis.hgetall(store.roots);
@@ -28,30 +48,128 @@ export async function loadEmitted(redis: Redis, store: CanonicalStore): Promise<
 }
 
 /** Records an emission in the same atomic step as the output entry. */
-export function recordEmission(
-  step: Step,
-  store: CanonicalStore,
-  root: string,
-  emitted: Emitted,
-  graphJson: string,
-): void {
+export function recordEmission(step: Step, store: CanonicalStore, root: string, emitted: Emitted): void {
   step.write('HSET', store.roots, root, JSON.stringify(emitted));
-  step.write('SET', store.graph(root), graphJson);
 }
 
+/** Subtrees written to a root's table since it was last written whole, and how many were live then. */
+export interface TableSize {
+  written: number;
+  live: number;
+}
+
+/**
+ * Writes what `delta` changes in the held graph, in the step that acknowledges it. Returns the
+ * table's size afterwards; a whole table (or garbage grown past the live part: `whole` is then
+ * the graph now held, as a whole table) replaces what was there.
+ */
+export function recordDelta(
+  step: Step,
+  store: CanonicalStore,
+  delta: GraphDelta,
+  size: TableSize,
+  whole: () => GraphDelta,
+): TableSize {
+  const root = delta.root_id;
+  const head: TableHead = { hash: delta.hash, expanded_nodes: delta.expanded_nodes, meta: delta.meta };
+  step.write('HSET', store.held, root, JSON.stringify(head));
+  if (delta.base === '') return writeWhole(step, store, delta);
+  const written = size.written + delta.nodes.length;
+  if (written - size.live > Math.max(size.live, CHUNK)) return writeWhole(step, store, whole());
+  writeNodes(step, store.table(root), delta.nodes);
+  for (let i = 0; i < delta.ids_added.length; i += CHUNK)
+    step.write('SADD', store.ids(root), ...delta.ids_added.slice(i, i + CHUNK));
+  for (let i = 0; i < delta.ids_removed.length; i += CHUNK)
+    step.write('SREM', store.ids(root), ...delta.ids_removed.slice(i, i + CHUNK));
+  return { written, live: size.live };
+}
+
+function writeWhole(step: Step, store: CanonicalStore, whole: GraphDelta): TableSize {
+  const root = whole.root_id;
+  step.write('DEL', store.table(root));
+  step.write('DEL', store.ids(root));
+  writeNodes(step, store.table(root), whole.nodes);
+  for (let i = 0; i < whole.ids_added.length; i += CHUNK)
+    step.write('SADD', store.ids(root), ...whole.ids_added.slice(i, i + CHUNK));
+  return { written: whole.nodes.length, live: whole.nodes.length };
+}
+
+function writeNodes(step: Step, key: string, nodes: readonly DeltaNode[]): void {
+  for (let i = 0; i < nodes.length; i += CHUNK) {
+    const args: string[] = [];
+    for (const node of nodes.slice(i, i + CHUNK)) args.push(node[0], JSON.stringify(node));
+    step.write('HSET', key, ...args);
+  }
+}
+
+/** A root's held graph as stored, as a whole table; undefined when none is stored. */
+export interface StoredTable {
+  delta: GraphDelta;
+  size: TableSize;
+}
+
+/**
+ * Every root's held graph as stored. A root whose table is damaged (a subtree missing) is left
+ * out and reported to `damaged`: the stage then holds nothing for it and asks for a whole table.
+ */
+export async function loadTables(
+  redis: Redis,
+  store: CanonicalStore,
+  damaged: (root: string, err: Error) => void,
+): Promise<Map<string, StoredTable>> {
+  const heads = await redis.hgetall(store.held);
+  const out = new Map<string, StoredTable>();
+  for (const [root, json] of Object.entries(heads)) {
+    const replies = await redis.multi().hgetall(store.table(root)).smembers(store.ids(root)).exec();
+    const [nodes, ids] = results(replies) as [Record<string, string>, string[]];
+    const table = parseTable(nodes);
+    try {
+      const delta = wholeFromTable(root, JSON.parse(json) as TableHead, table, ids);
+      out.set(root, { delta, size: { written: table.size, live: delta.nodes.length } });
+    } catch (err) {
+      damaged(root, err as Error);
+    }
+  }
+  return out;
+}
+
+function parseTable(fields: Record<string, string>): Map<string, DeltaNode> {
+  return new Map(Object.entries(fields).map(([hash, json]) => [hash, JSON.parse(json) as DeltaNode]));
+}
+
+function results(replies: [Error | null, unknown][] | null): unknown[] {
+  return (replies ?? []).map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
+
+/**
+ * The last emitted update of `root` and the graph held for it (`atlas canonical show`); read in
+ * one MULTI, so a commit cannot fall between the number and the graph. undefined when nothing
+ * was emitted or no graph is held.
+ */
 export async function readCurrent(
   redis: Redis,
   store: CanonicalStore,
   root: string,
-): Promise<{ emitted: Emitted; graph: GraphWire } | undefined> {
-  // One MULTI: two separate reads could straddle a commit and pair a number with another graph.
-  const replies = (await redis.multi().hget(store.roots, root).get(store.graph(root)).exec()) ?? [];
-  const [emitted, graph] = replies.map(([err, value]) => {
-    if (err) throw err;
-    return value as string | null;
-  });
-  if (!emitted || !graph) return undefined;
-  return { emitted: JSON.parse(emitted) as Emitted, graph: JSON.parse(graph) as GraphWire };
+): Promise<{ emitted: Emitted; graph: GraphDelta } | undefined> {
+  const replies = await redis
+    .multi()
+    .hget(store.roots, root)
+    .hget(store.held, root)
+    .hgetall(store.table(root))
+    .smembers(store.ids(root))
+    .exec();
+  const [emitted, head, nodes, ids] = results(replies) as [
+    string | null,
+    string | null,
+    Record<string, string>,
+    string[],
+  ];
+  if (!emitted || !head) return undefined;
+  const graph = wholeFromTable(root, JSON.parse(head) as TableHead, parseTable(nodes), ids);
+  return { emitted: JSON.parse(emitted) as Emitted, graph };
 }
 
 /**
