@@ -17,8 +17,14 @@ import type { Entry } from '../../pipeline/entry.ts';
 import { metrics } from '../../pipeline/metrics.ts';
 import type { StageFactory, Step } from '../../pipeline/stage.ts';
 import { streams } from '../streams.ts';
-import { DeltaReceiver, type GraphDelta, MissingSubtreeError } from '../topology/graph-delta.ts';
+import {
+  type DeltaNode,
+  DeltaReceiver,
+  type GraphDelta,
+  MissingSubtreeError,
+} from '../topology/graph-delta.ts';
 import { wholeFromWire } from '../topology/graph-delta-store.ts';
+import { compareIds } from '../topology/ids.ts';
 import { freshTraceparent } from '../topology/traceparent.ts';
 import {
   canonicalStore,
@@ -29,6 +35,23 @@ import {
   recordEmission,
   type TableSize,
 } from './store.ts';
+
+/**
+ * What a root's graph gained since its last emission (what serialize holds): the subtrees that
+ * arrived, in arrival order (children before parents), and the ids' net change. `whole` when
+ * serialize's base is not known to this process (no emission since activation) or a whole graph
+ * arrived: the next emission is then a whole table.
+ */
+interface Unsent {
+  nodes: DeltaNode[];
+  added: Set<string>;
+  removed: Set<string>;
+  whole: boolean;
+}
+
+function nothingUnsent(): Unsent {
+  return { nodes: [], added: new Set(), removed: new Set(), whole: false };
+}
 
 interface Pending {
   since: number;
@@ -46,6 +69,9 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
   /** Roots whose whole graph was asked for and has not come yet: asked once, not per delta. */
   const asked = new Set<string>();
   let transitiveJobs: Queue | undefined;
+  const unsent = new Map<string, Unsent>();
+  /** Size and meta of the graph held per root (the last delta applied). */
+  const lastReceived = new Map<string, GraphDelta>();
 
   /** The held graphs and emissions as last committed (on activation, after a failed step). */
   async function load(): Promise<void> {
@@ -54,6 +80,8 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
     asked.clear();
     held = new DeltaReceiver();
     sizes.clear();
+    unsent.clear();
+    lastReceived.clear();
     const tables = await loadTables(redis, store, (root, err) =>
       log.error(
         { root, err: err.message },
@@ -62,7 +90,10 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
     );
     for (const [root, { delta, size }] of tables) {
       held.apply(delta);
+      lastReceived.set(root, delta);
       sizes.set(root, size);
+      // Holding what was last emitted, the next emission is a delta from it; else a whole table.
+      if (emitted.get(root)?.hash === delta.hash) unsent.set(root, nothingUnsent());
     }
   }
 
@@ -90,17 +121,54 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
     const root = delta.root_id;
     try {
       held.apply(delta);
+      lastReceived.set(root, delta);
     } catch (err) {
       if (!(err instanceof MissingSubtreeError)) throw err;
       await askWhole(root, err);
       return;
     }
     if (delta.base === '') asked.delete(root);
+    gained(delta);
     const size = sizes.get(root) ?? { written: 0, live: 0 };
     sizes.set(
       root,
       recordDelta(step, store, delta, size, () => wholeFromWire(held.wire(root))),
     );
+  }
+
+  function gained(delta: GraphDelta): void {
+    // No record: nothing emitted since activation, serialize's base unknown here.
+    const u = unsent.get(delta.root_id) ?? { ...nothingUnsent(), whole: true };
+    unsent.set(delta.root_id, u);
+    if (delta.base === '') u.whole = true;
+    if (u.whole) return;
+    for (const n of delta.nodes) u.nodes.push(n);
+    for (const id of delta.ids_added) if (!u.removed.delete(id)) u.added.add(id);
+    for (const id of delta.ids_removed) if (!u.added.delete(id)) u.removed.add(id);
+  }
+
+  /**
+   * The graph held for `root` as a delta from the last one emitted. Lacking that base here (the
+   * first emission since activation, a whole graph received), a whole table.
+   */
+  function outgoing(root: string): GraphDelta {
+    const u = unsent.get(root);
+    const base = emitted.get(root)?.hash ?? '';
+    if (u?.whole !== false || base === '') return wholeFromWire(held.wire(root));
+    const last = lastReceived.get(root)!;
+    const seen = new Set<string>();
+    // Subtrees that arrived and left again before this emission are not sent.
+    const nodes = u.nodes.filter((n) => !seen.has(n[0]) && seen.add(n[0]) && held.has(root, n[0]));
+    return {
+      root_id: root,
+      hash: held.hashOf(root),
+      base,
+      expanded_nodes: last.expanded_nodes,
+      ids_added: [...u.added].sort(compareIds),
+      ids_removed: [...u.removed].sort(compareIds),
+      nodes,
+      meta: last.meta,
+    };
   }
 
   async function askWhole(root: string, err: MissingSubtreeError): Promise<void> {
@@ -117,14 +185,14 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
   }
 
   /**
-   * One update of `root` (the graph held), numbered after the last one emitted, recorded with
-   * it: sent for `input` (the runtime carries its context), or, for an operator's job no request
-   * caused (a republish), with a fresh context.
+   * One update of `root` (the graph held, as a delta from the last one emitted), numbered after
+   * the last one emitted, recorded with it: sent for `input` (the runtime carries its context),
+   * or, for an operator's job no request caused (a republish), with a fresh context.
    */
   function emit(step: Step, root: string, eventSeq: number, input: Entry | 'operator'): void {
-    const graph = held.wire(root);
+    const delta = outgoing(root);
     const next: Emitted = {
-      hash: graph.hash,
+      hash: delta.hash,
       sequence_number: (emitted.get(root)?.sequence_number ?? 0) + 1,
       event_seq: eventSeq,
     };
@@ -132,13 +200,14 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
       root,
       sequence_number: String(next.sequence_number),
       event_seq: String(eventSeq),
-      hash: graph.hash,
-      graph: JSON.stringify(graph),
+      hash: delta.hash,
+      delta: JSON.stringify(delta),
     };
     if (input !== 'operator') step.sendFor(input, fields);
     else step.send({ ...fields, received_at: String(Date.now()), traceparent: freshTraceparent() });
     recordEmission(step, store, root, next);
     emitted.set(root, next);
+    unsent.set(root, nothingUnsent());
   }
 
   function hold(entry: Entry): void {

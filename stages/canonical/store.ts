@@ -12,8 +12,11 @@
  * whole again once the garbage outgrows the live part, so it stays under twice the graph.
  */
 import type { Redis } from 'ioredis';
+import { resolveBlobs } from '../../pipeline/claim-check.ts';
+import { type Entry, parseEntries } from '../../pipeline/entry.ts';
 import type { Keys } from '../../pipeline/keys.ts';
 import type { Step } from '../../pipeline/stage.ts';
+import { streams } from '../streams.ts';
 import type { DeltaNode, GraphDelta } from '../topology/graph-delta.ts';
 import { type TableHead, wholeFromTable } from '../topology/graph-delta-store.ts';
 
@@ -193,4 +196,81 @@ export async function continueAfter(
   }
   await multi.exec();
   return moved;
+}
+
+/** The graph of an emission cannot be rebuilt from what canonical stores now. */
+export class GraphUnavailableError extends Error {
+  constructor(root: string, sequenceNumber: string, why: string) {
+    super(`the graph of root ${root} at sequence_number ${sequenceNumber} cannot be rebuilt: ${why}`);
+    this.name = 'GraphUnavailableError';
+  }
+}
+
+/**
+ * What rebuilds the graph of canonical's output entry `entry` (a delta whose base its reader
+ * lacks) from canonical's store, in order: whole tables and deltas to apply. Read in one MULTI
+ * with the output entries after it. The held table's subtrees (those that left stay until the
+ * table is rewritten whole) give the tree from the entry's hash, and the held ids rolled back
+ * through the later entries' id changes give its ids. An entry passed in memory (a chain: not
+ * yet committed) builds on the stored graph itself. GraphUnavailableError when it is not
+ * possible (a later whole table, a rewrite that dropped a subtree, a held graph that is neither
+ * the entry's base nor the last emitted one): never a guess.
+ */
+export async function graphAt(redis: Redis, keys: Keys, entry: Entry): Promise<GraphDelta[]> {
+  const store = canonicalStore(keys);
+  const delta = entry.json<GraphDelta>('delta');
+  const root = delta.root_id;
+  const seq = entry.text('sequence_number');
+  const inStream = /^\d+-\d+$/.test(entry.id);
+  const multi = redis.multi().hget(store.held, root).hgetall(store.table(root)).smembers(store.ids(root));
+  if (inStream) multi.xrange(keys.stream(streams.canonical), `(${entry.id}`, '+');
+  const [headJson, nodes, ids, after] = results(await multi.exec()) as [
+    string | null,
+    Record<string, string>,
+    string[],
+    [string, string[]][] | undefined,
+  ];
+  if (!headJson) throw new GraphUnavailableError(root, seq, 'canonical holds no graph of this root');
+  const head = JSON.parse(headJson) as TableHead;
+  const table = parseTable(nodes);
+  if (!inStream && head.hash === delta.base) return [wholeOrUnavailable(root, seq, head, table, ids), delta];
+  const later = await laterDeltas(redis, keys, after ?? [], root);
+  if (head.hash !== (later.at(-1) ?? delta).hash)
+    throw new GraphUnavailableError(root, seq, 'the graph canonical holds is not its last emitted one');
+  const held = new Set(ids);
+  for (const d of later.reverse()) {
+    if (d.base === '') throw new GraphUnavailableError(root, seq, 'a whole graph was emitted after it');
+    for (const id of d.ids_added) held.delete(id);
+    for (const id of d.ids_removed) held.add(id);
+  }
+  const own: TableHead = { hash: delta.hash, expanded_nodes: delta.expanded_nodes, meta: delta.meta };
+  return [wholeOrUnavailable(root, seq, own, table, [...held])];
+}
+
+function wholeOrUnavailable(
+  root: string,
+  seq: string,
+  head: TableHead,
+  table: ReadonlyMap<string, DeltaNode>,
+  ids: string[],
+): GraphDelta {
+  try {
+    return wholeFromTable(root, head, table, ids);
+  } catch (err) {
+    throw new GraphUnavailableError(root, seq, (err as Error).message);
+  }
+}
+
+/** The deltas of `root` among canonical's output entries `raw`, in stream order. */
+async function laterDeltas(
+  redis: Redis,
+  keys: Keys,
+  raw: [string, string[]][],
+  root: string,
+): Promise<GraphDelta[]> {
+  const entries = parseEntries(raw.map(([id, flat]) => [Buffer.from(id), flat.map((f) => Buffer.from(f))]));
+  const mine = entries.filter((e) => e.optionalText('root') === root && e.has('delta'));
+  const failed = await resolveBlobs(redis, keys, mine);
+  if (failed.size > 0) throw new GraphUnavailableError(root, '?', 'a later output entry cannot be read');
+  return mine.map((e) => e.json<GraphDelta>('delta'));
 }

@@ -246,6 +246,11 @@ export class DeltaReceiver {
   forget(root: string): void {
     this.roots.delete(root);
   }
+
+  /** Whether the graph held for `root` has the subtree `hash` (a stage composing deltas asks). */
+  has(root: string, hash: string): boolean {
+    return this.roots.get(root)?.table.has(hash) ?? false;
+  }
 }
 
 function applyIds(ids: readonly string[], delta: GraphDelta): string[] {
