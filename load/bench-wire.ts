@@ -20,8 +20,10 @@ import { deletePipelineKeys } from '../pipeline/cleanup.ts';
 import { parseEntries } from '../pipeline/entry.ts';
 import { keys as keysFor } from '../pipeline/keys.ts';
 import { orderKey } from '../pipeline/worker.ts';
+import { canonicalStore, readCurrent } from '../stages/canonical/store.ts';
 import { streams } from '../stages/streams.ts';
 import type { TopologyEvent } from '../stages/topology/events.ts';
+import { DeltaReceiver } from '../stages/topology/graph-delta.ts';
 import { checkpointKeys } from '../stages/transitive/checkpoint.ts';
 import { prng } from '../test/support/prng.ts';
 
@@ -168,6 +170,15 @@ let transitiveOutputs: number | undefined = 0;
 
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** Bytes of the root's current graph as the `graph` field of the whole-table wire (read from canonical's store). */
+async function wholeWireBytes(): Promise<number> {
+  const current = await readCurrent(redis, canonicalStore(keys), root);
+  if (!current) throw new Error('canonical holds no graph of the root');
+  const held = new DeltaReceiver();
+  held.apply(current.graph);
+  return 'graph'.length + JSON.stringify(held.wire(root)).length;
+}
+
 async function main(): Promise<void> {
   await seedCheckpoint();
   start('transitive');
@@ -181,6 +192,8 @@ async function main(): Promise<void> {
   }
   const result = {
     spaces: size,
+    /** The same graph as the whole-table wire before deltas (`graph`: GraphWire JSON), as one entry field. */
+    wholeWireField: await wholeWireBytes(),
     first: first,
     changed: {
       samples: changed.length,
@@ -194,6 +207,9 @@ async function main(): Promise<void> {
     const kb = (n: number) => `${(n / 1024).toFixed(1)} KB`;
     console.log(
       `bench-wire: root reaching ~all of ${size} spaces (plain), real transitive + canonical on Redis`,
+    );
+    console.log(
+      `  the graph as the whole-table wire (field \`graph\`, GraphWire JSON, what each emission shipped before deltas): ${kb(result.wholeWireField)}`,
     );
     console.log(
       `  first emission (whole table): transitive entry ${kb(first.transitive)}, canonical entry ${kb(first.canonical)}, event→canonical ${first.ms.toFixed(0)} ms`,
