@@ -4,7 +4,7 @@
  * must not guess — it asks transitive for each such root's whole graph (job `resend`), says so
  * in an error log, skips the root's updates until the whole graph arrives, then goes on; `atlas
  * rebuild canonical` asks for every root's (the quiet ones included). In the end every root's
- * graph is the reference's and its sequence numbers stayed dense.
+ * graph is the reference's and its sequence numbers stayed dense; `atlas republish` still works.
  */
 import { afterEach, expect, it } from 'vitest';
 import { controlQueue } from '../../pipeline/control.ts';
@@ -88,6 +88,19 @@ it('a delta without its base: canonical asks for the whole graph; final graphs a
     expect(strictlyIncreasing(list.map((e) => e.event_seq))).toBe(true);
     for (let i = 1; i < list.length; i++) expect(list[i]!.hash).not.toBe(list[i - 1]!.hash);
   }
+
+  // republish sends the held graph again as a delta from itself: it applies, numbered on.
+  const root = scenario.roots[0]!;
+  const republish = await atlasOn(p.prefix, ['republish', '--root', root, '--json']);
+  expect(republish.code, republish.stderr).toBe(0);
+  await p.waitIdle();
+  const list = (await p.emissions()).get(root)!;
+  const previous = emissions.get(root)!;
+  expect(list).toHaveLength(previous.length + 1);
+  expect(list.at(-1)!.hash).toBe(previous.at(-1)!.hash);
+  expect(list.at(-1)!.graph).toEqual(previous.at(-1)!.graph);
+  expect((await p.show(root)).sequence_number).toBe(list.length);
+
   expect(p.crashes()).toEqual([]);
   await p.stop();
 }, 180_000);
