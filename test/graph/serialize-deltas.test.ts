@@ -1,15 +1,18 @@
 /**
  * Serialize on the delta wire: two replicas share canonical's output (so each lacks the base of
  * most entries it reads and rebuilds it from canonical's store), and one of them is killed -9 and
- * started again mid-stream. Every serialized message must be byte for byte what the whole-table
- * path encodes for that emission: the graph rebuilt here from canonical's stream, put back in
- * the table order transitive sent before the deltas (`toWire`), through the snapshot encoder.
+ * started again mid-stream; and canonical+serialize as a chain, killed and restarted. Every
+ * serialized message must be byte for byte what the whole-table path encodes for that emission:
+ * the graph rebuilt here from transitive's stream, put back in the table order transitive sent
+ * before the deltas (`toWire`), through the snapshot encoder.
  */
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { resolveBlobs } from '../../pipeline/claim-check.ts';
 import { encodeCanonicalGraphUpdated } from '../../stages/serialize/encode.ts';
 import { streams } from '../../stages/streams.ts';
+import { DeltaReceiver, type GraphDelta } from '../../stages/topology/graph-delta.ts';
 import { fromWire, toWire } from '../../stages/topology/graph-wire.ts';
+import { eventually } from '../support/eventually.ts';
 import { GraphPipeline } from '../support/graph-pipeline.ts';
 import { generateScenario } from '../support/graph-scenario.ts';
 import { unfinishedLink } from '../support/pipeline-processes.ts';
@@ -24,60 +27,91 @@ afterEach(async () => {
 
 const METRICS_PORT = 17_150;
 
-it('two serialize replicas, one killed -9 and restarted: every message byte-identical to the whole-table path', async () => {
-  const scenario = generateScenario({ seed: 33, events: 240, tag: 'serialize-deltas' });
-  const p = new GraphPipeline(fx.redis, fx.freshPrefix('graph-serialize-deltas').prefix, scenario.roots, {
-    ATLAS_BATCH_SIZE: '8',
-    ATLAS_EMIT_MODE: 'snapshot',
-  });
-  await Promise.all([
-    p.spawn('door', ['ingest', 'validate']),
-    p.spawn('transitive', ['transitive']),
-    p.spawn('canonical', ['canonical']),
-    p.spawn('serialize-1', ['serialize']),
-    p.spawn('serialize-2', ['serialize'], { ATLAS_METRICS_PORT: String(METRICS_PORT) }),
-  ]);
-  const half = Math.floor(scenario.events.length / 2);
-  await p.post(scenario.events.slice(0, half), { mode: 'batch', batchSize: 6 });
-  await p.kill9('serialize-1');
-  await p.restart('serialize-1');
-  await p.post(scenario.events.slice(half), { mode: 'batch', batchSize: 6 });
-  await p.waitIdle();
-  await p.waitUntil(
-    'serialize idle',
-    () => unfinishedLink(fx.redis, p.keys, [[streams.canonical, 'serialize']]),
-    60_000,
-    25,
-  );
-
-  // The whole-table path's bytes of every emission, from canonical's stream.
-  const expected = new Map<string, Buffer>();
-  for (const [root, list] of await p.emissions())
-    for (const e of list) {
-      const wire = toWire(fromWire(e.graph));
-      expected.set(
-        `${root}#${e.sequence_number}`,
-        Buffer.from(encodeCanonicalGraphUpdated(wire, e.sequence_number)),
-      );
-    }
-  expect(expected.size).toBeGreaterThan(scenario.roots.length);
-  const seen = new Set<string>();
-  const serialized = await readAll(fx.redis, p.keys.stream(streams.serialized));
-  expect((await resolveBlobs(fx.redis, p.keys, serialized)).size).toBe(0);
-  for (const e of serialized) {
-    if (e.has('skip'))
-      throw new Error(`serialize skipped ${e.text('root')}#${e.text('sequence_number')}: ${e.text('skip')}`);
-    const key = `${e.text('root')}#${e.text('sequence_number')}`;
-    expect(expected.has(key), key).toBe(true);
-    expect(e.bytes('value').equals(expected.get(key)!), `bytes of ${key}`).toBe(true);
-    seen.add(key);
+async function expectedMessages(p: GraphPipeline): Promise<Map<string, Buffer>> {
+  const graphs = new DeltaReceiver();
+  const last = new Map<string, { hash: string; n: number }>();
+  const out = new Map<string, Buffer>();
+  for (const e of await p.entries(streams.transitive)) {
+    const delta = JSON.parse(e.delta!) as GraphDelta;
+    graphs.apply(delta);
+    const before = last.get(delta.root_id);
+    if (before?.hash === delta.hash) continue;
+    const n = (before?.n ?? 0) + 1;
+    last.set(delta.root_id, { hash: delta.hash, n });
+    const wire = toWire(fromWire(graphs.wire(delta.root_id)));
+    out.set(`${delta.root_id}#${n}`, Buffer.from(encodeCanonicalGraphUpdated(wire, n)));
   }
-  expect([...seen].sort()).toEqual([...expected.keys()].sort());
+  return out;
+}
 
-  // The replicas did rebuild graphs whose base they lacked (the path under test).
-  const scraped = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
-  const rebuilt = Number(/atlas_graph_rebuilds_total\{stage="serialize"\} (\d+)/.exec(scraped)?.[1] ?? 0);
-  expect(rebuilt).toBeGreaterThan(0);
-  expect(p.crashes()).toEqual([]);
-  await p.stop();
-}, 180_000);
+describe.each([
+  {
+    layout: 'two serialize replicas, one killed -9 and restarted',
+    processes: [
+      { name: 'canonical', stages: ['canonical'] },
+      { name: 'serialize-1', stages: ['serialize'] },
+      { name: 'serialize-2', stages: ['serialize'], metrics: true },
+    ],
+    killed: 'serialize-1',
+    links: [[streams.canonical, 'serialize']] as Array<[string, string]>,
+  },
+  {
+    // Restarted, canonical holds the last emitted graph and sends a delta from it; the chained
+    // serialize holds nothing yet and builds on canonical's stored graph (the entry is in memory).
+    layout: 'canonical+serialize chained, the chain killed -9 and restarted',
+    processes: [{ name: 'chain', stages: ['canonical+serialize'], metrics: true }],
+    killed: 'chain',
+    links: [] as Array<[string, string]>,
+  },
+])('$layout', ({ processes, killed, links }) => {
+  it('every message byte-identical to the whole-table path', async () => {
+    const scenario = generateScenario({ seed: 33, events: 240, tag: 'serialize-deltas' });
+    const p = new GraphPipeline(fx.redis, fx.freshPrefix('graph-serialize-deltas').prefix, scenario.roots, {
+      ATLAS_BATCH_SIZE: '8',
+      ATLAS_EMIT_MODE: 'snapshot',
+    });
+    await Promise.all([
+      p.spawn('door', ['ingest', 'validate']),
+      p.spawn('transitive', ['transitive']),
+      ...processes.map((x) =>
+        p.spawn(x.name, x.stages, x.metrics ? { ATLAS_METRICS_PORT: String(METRICS_PORT) } : {}),
+      ),
+    ]);
+    const half = Math.floor(scenario.events.length / 2);
+    await p.post(scenario.events.slice(0, half), { mode: 'batch', batchSize: 6 });
+    await p.kill9(killed);
+    await p.restart(killed);
+    await p.post(scenario.events.slice(half), { mode: 'batch', batchSize: 6 });
+    await p.waitIdle();
+    await p.waitUntil('serialize idle', () => unfinishedLink(fx.redis, p.keys, links), 60_000, 25);
+    // The whole-table path's bytes of every emission: transitive's graphs in order, each emitted
+    // when its hash differs from the last emitted one (canonical's rule), numbered 1, 2, 3….
+    const expected = await expectedMessages(p);
+    expect(expected.size).toBeGreaterThan(scenario.roots.length);
+    const seen = new Set<string>();
+    const serialized = await eventually(async () => {
+      const all = await readAll(fx.redis, p.keys.stream(streams.serialized));
+      if (all.length < expected.size) throw new Error(`${all.length} of ${expected.size} serialized`);
+      return all;
+    }, 60_000);
+    expect((await resolveBlobs(fx.redis, p.keys, serialized)).size).toBe(0);
+    for (const e of serialized) {
+      if (e.has('skip'))
+        throw new Error(
+          `serialize skipped ${e.text('root')}#${e.text('sequence_number')}: ${e.text('skip')}`,
+        );
+      const key = `${e.text('root')}#${e.text('sequence_number')}`;
+      expect(expected.has(key), key).toBe(true);
+      expect(e.bytes('value').equals(expected.get(key)!), `bytes of ${key}`).toBe(true);
+      seen.add(key);
+    }
+    expect([...seen].sort()).toEqual([...expected.keys()].sort());
+
+    // The replicas did rebuild graphs whose base they lacked (the path under test).
+    const scraped = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+    const rebuilt = Number(/atlas_graph_rebuilds_total\{stage="serialize"\} (\d+)/.exec(scraped)?.[1] ?? 0);
+    expect(rebuilt).toBeGreaterThan(0);
+    expect(p.crashes()).toEqual([]);
+    await p.stop();
+  }, 180_000);
+});
