@@ -49,6 +49,9 @@ interface Unsent {
   whole: boolean;
 }
 
+/** A whole graph asked for and still not come after this long is asked for again. */
+const ASK_AGAIN_MS = 30_000;
+
 function nothingUnsent(): Unsent {
   return { nodes: [], added: new Set(), removed: new Set(), whole: false };
 }
@@ -66,8 +69,12 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
   const pending = new Map<string, Pending>();
   let held = new DeltaReceiver();
   const sizes = new Map<string, TableSize>();
-  /** Roots whose whole graph was asked for and has not come yet: asked once, not per delta. */
-  const asked = new Set<string>();
+  /**
+   * When each root's whole graph was asked for, until it comes: asked once, not per delta, but
+   * again after ASK_AGAIN_MS (a job that failed, or no transitive to run it, must not leave the
+   * root without updates silently).
+   */
+  const asked = new Map<string, number>();
   let transitiveJobs: Queue | undefined;
   const unsent = new Map<string, Unsent>();
   /** Size and meta of the graph held per root (the last delta applied). */
@@ -172,11 +179,11 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
   }
 
   async function askWhole(root: string, err: MissingSubtreeError): Promise<void> {
-    if (asked.has(root)) return;
+    if (Date.now() - (asked.get(root) ?? Number.NEGATIVE_INFINITY) < ASK_AGAIN_MS) return;
     // Asked before the step commits: a crash in between asks again at worst (a whole graph is idempotent).
     transitiveJobs ??= controlQueue(redis, keys, 'transitive');
     await enqueue(transitiveJobs, 'resend', { root });
-    asked.add(root);
+    asked.set(root, Date.now());
     metrics.graphResends.inc({ stage: 'canonical' });
     log.error(
       { root, err: err.message },
