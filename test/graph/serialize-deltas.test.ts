@@ -1,7 +1,8 @@
 /**
- * Serialize on the delta wire: two replicas share canonical's output (so each lacks the base of
- * most entries it reads and rebuilds it from canonical's store), and one of them is killed -9 and
- * started again mid-stream; and canonical+serialize as a chain, killed and restarted. Every
+ * Serialize on the delta wire: a serialize instance killed -9 mid-stream and started again
+ * while a second replica joins (both lack the base of what they read next, and each lacks the
+ * base of the entries the other took: they rebuild it from canonical's store); and
+ * canonical+serialize as a chain, killed and restarted. Every
  * serialized message must be byte for byte what the whole-table path encodes for that emission:
  * the graph rebuilt here from transitive's stream, put back in the table order transitive sent
  * before the deltas (`toWire`), through the snapshot encoder.
@@ -44,46 +45,55 @@ async function expectedMessages(p: GraphPipeline): Promise<Map<string, Buffer>> 
   return out;
 }
 
+/** What each layout runs besides the door and transitive: `ports` are the operator ports scraped for rebuilds. */
 describe.each([
   {
-    layout: 'two serialize replicas, one killed -9 and restarted',
+    // Both serialize instances start fresh after the kill, lacking the base of the next entries.
+    layout: 'two serialize replicas, one killed -9 and restarted, the other joining',
     processes: [
       { name: 'canonical', stages: ['canonical'] },
-      { name: 'serialize-1', stages: ['serialize'] },
-      { name: 'serialize-2', stages: ['serialize'], metrics: true },
+      { name: 'serialize-1', stages: ['serialize'], port: METRICS_PORT },
     ],
     killed: 'serialize-1',
+    joining: [{ name: 'serialize-2', stages: ['serialize'], port: METRICS_PORT + 1 }],
     links: [[streams.canonical, 'serialize']] as Array<[string, string]>,
   },
   {
     // Restarted, canonical holds the last emitted graph and sends a delta from it; the chained
     // serialize holds nothing yet and builds on canonical's stored graph (the entry is in memory).
     layout: 'canonical+serialize chained, the chain killed -9 and restarted',
-    processes: [{ name: 'chain', stages: ['canonical+serialize'], metrics: true }],
+    processes: [{ name: 'chain', stages: ['canonical+serialize'], port: METRICS_PORT }],
     killed: 'chain',
+    joining: [],
     links: [] as Array<[string, string]>,
   },
-])('$layout', ({ processes, killed, links }) => {
+])('$layout', ({ processes, killed, joining, links }) => {
   it('every message byte-identical to the whole-table path', async () => {
     const scenario = generateScenario({ seed: 33, events: 240, tag: 'serialize-deltas' });
     const p = new GraphPipeline(fx.redis, fx.freshPrefix('graph-serialize-deltas').prefix, scenario.roots, {
       ATLAS_BATCH_SIZE: '8',
       ATLAS_EMIT_MODE: 'snapshot',
     });
+    type Proc = { name: string; stages: string[]; port?: number };
+    const spawn = (x: Proc) =>
+      p.spawn(x.name, x.stages, x.port ? { ATLAS_METRICS_PORT: String(x.port) } : {});
+    const idle = async () => {
+      await p.waitIdle();
+      await p.waitUntil('serialize idle', () => unfinishedLink(fx.redis, p.keys, links), 60_000, 25);
+    };
     await Promise.all([
       p.spawn('door', ['ingest', 'validate']),
       p.spawn('transitive', ['transitive']),
-      ...processes.map((x) =>
-        p.spawn(x.name, x.stages, x.metrics ? { ATLAS_METRICS_PORT: String(METRICS_PORT) } : {}),
-      ),
+      ...processes.map(spawn),
     ]);
     const half = Math.floor(scenario.events.length / 2);
     await p.post(scenario.events.slice(0, half), { mode: 'batch', batchSize: 6 });
+    // Everything serialized so far: what comes next builds on bases the new instances lack.
+    await idle();
     await p.kill9(killed);
-    await p.restart(killed);
+    await Promise.all([p.restart(killed), ...joining.map(spawn)]);
     await p.post(scenario.events.slice(half), { mode: 'batch', batchSize: 6 });
-    await p.waitIdle();
-    await p.waitUntil('serialize idle', () => unfinishedLink(fx.redis, p.keys, links), 60_000, 25);
+    await idle();
     // The whole-table path's bytes of every emission: transitive's graphs in order, each emitted
     // when its hash differs from the last emitted one (canonical's rule), numbered 1, 2, 3….
     const expected = await expectedMessages(p);
@@ -107,9 +117,18 @@ describe.each([
     }
     expect([...seen].sort()).toEqual([...expected.keys()].sort());
 
-    // The replicas did rebuild graphs whose base they lacked (the path under test).
-    const scraped = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
-    const rebuilt = Number(/atlas_graph_rebuilds_total\{stage="serialize"\} (\d+)/.exec(scraped)?.[1] ?? 0);
+    // The instances started after the kill did rebuild graphs whose base they lacked.
+    let rebuilt = 0;
+    for (const x of [...processes, ...joining] as Proc[]) {
+      if (!x.port) continue;
+      // A process started late may still be loading (the other did the work meanwhile).
+      const scraped = await eventually(
+        async () => (await fetch(`http://127.0.0.1:${x.port}/metrics`)).text(),
+        60_000,
+        100,
+      );
+      rebuilt += Number(/atlas_graph_rebuilds_total\{stage="serialize"\} (\d+)/.exec(scraped)?.[1] ?? 0);
+    }
     expect(rebuilt).toBeGreaterThan(0);
     expect(p.crashes()).toEqual([]);
     await p.stop();
