@@ -98,6 +98,18 @@ export const metrics = {
     labelNames,
     registers: [registry],
   }),
+  graphResends: new Counter({
+    name: 'atlas_graph_resends_total',
+    help: 'Whole graphs a stage asked for because a delta built on what it did not hold (its state lost or damaged)',
+    labelNames,
+    registers: [registry],
+  }),
+  graphRebuilds: new Counter({
+    name: 'atlas_graph_rebuilds_total',
+    help: 'Graphs a stage rebuilt from the stored table because a delta built on what it did not hold (a restart, a replica that did not see the previous one)',
+    labelNames,
+    registers: [registry],
+  }),
   transientErrors: new Counter({
     name: 'atlas_transient_errors_total',
     help: 'Faults retried in place, by kind: redis (Redis unreachable or timed out), sink (the output refused or failed)',

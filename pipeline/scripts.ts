@@ -52,12 +52,12 @@ export async function runScript(
     }
     registered.add(redis);
   }
-  const command = (redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[name]!;
+  const command = (redis as unknown as Record<string, (...a: (Arg | Arg[])[]) => Promise<unknown>>)[name]!;
   const numberOfKeys = scripts[name];
-  const reply =
-    numberOfKeys < 0
-      ? command.call(redis, keys.length, ...keys, ...args)
-      : command.call(redis, ...keys, ...args);
+  // One array, which ioredis flattens: spread as call arguments, a commit writing a whole graph
+  // table (100K subtrees, 200K arguments) overflows the JS stack.
+  const all = [...keys, ...args];
+  const reply = numberOfKeys < 0 ? command.call(redis, keys.length, all) : command.call(redis, all);
   return reply.catch(typedRefusal);
 }
 

@@ -46,8 +46,8 @@ export const contracts = {
   /** transitive reads `seq` in dense order. */
   validated: { fields: ['seq', 'event_id', 'event_type', 'event'], marker: ['seq', 'event_id'] },
   /** canonical reads `out_seq` in dense order. */
-  transitive: { fields: ['root', 'hash', 'graph', 'event_seq', 'event_id', 'out_seq'] },
-  canonical: { fields: ['root', 'sequence_number', 'event_seq', 'hash', 'graph'] },
+  transitive: { fields: ['root', 'hash', 'delta', 'event_seq', 'event_id', 'out_seq'] },
+  canonical: { fields: ['root', 'sequence_number', 'event_seq', 'hash', 'delta'] },
   /** emit keeps the per-root `sequence_number` of the updates it publishes. */
   serialized: {
     fields: ['root', 'sequence_number', 'message', 'summary', 'value'],

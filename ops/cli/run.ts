@@ -46,8 +46,15 @@ export function register(program: Command): void {
       const { canonicalStore, readCurrent } = await import('../../stages/canonical/store.ts');
       const { jsonView, textView } = await import('../../stages/canonical/show.ts');
       const current = await withRedis((redis, k) => readCurrent(redis, canonicalStore(k), root));
-      if (!current) throw new NotFoundError(`no canonical graph emitted for root ${root} yet`);
-      const { graph, emitted } = current;
+      if (!current)
+        throw new NotFoundError(
+          `no canonical graph held for root ${root}: none emitted yet, or canonical's store was lost (atlas rebuild canonical)`,
+        );
+      const { DeltaReceiver } = await import('../../stages/topology/graph-delta.ts');
+      const held = new DeltaReceiver();
+      held.apply(current.graph);
+      const graph = held.wire(root);
+      const { emitted } = current;
       process.stdout.write(
         `${opts.json ? jsonView(graph, emitted.sequence_number) : textView(graph, emitted.sequence_number)}\n`,
       );

@@ -4,6 +4,13 @@
  * emission. The bytes go in field `value` (claim-checked when large), the message name in
  * `message` (emit's Kafka header), with a readable `summary` beside them for redis-cli.
  *
+ * Canonical sends each emission as a delta from the root's previous one (`delta`). Each
+ * instance holds, in memory, the graph of the last emission it applied per root
+ * (`DeltaReceiver`). Lacking an entry's base (the root's first emission here, a restart, a
+ * replica that did not see the previous one, an entry read late) it rebuilds that emission's
+ * graph from canonical's store (`graphAt`), never guessing; what cannot be rebuilt fails the
+ * entry (GraphUnavailableError: retried, then dead-lettered).
+ *
  * A diff needs the tree of the root's previous emission: each instance keeps, in memory, the
  * last tree it encoded per root (`Bases`). It writes a diff only when that tree is the one of
  * `sequence_number - 1`; otherwise (the root's first emission, a restart, a replica that did not
@@ -11,25 +18,52 @@
  * stay safe to run, they only send more snapshots.
  */
 import type { Config } from '../../pipeline/config.ts';
+import type { Entry } from '../../pipeline/entry.ts';
+import { metrics } from '../../pipeline/metrics.ts';
 import type { StageFactory } from '../../pipeline/stage.ts';
+import { graphAt } from '../canonical/store.ts';
 import { contracts, streams } from '../streams.ts';
+import { DeltaReceiver, type GraphDelta, MissingSubtreeError } from '../topology/graph-delta.ts';
 import { type GraphWire, treeHashOf } from '../topology/graph-wire.ts';
 import { DIFF_MESSAGE, encodeCanonicalGraphDiff, SNAPSHOT_MESSAGE } from './diff-codec.ts';
 import { encodeCanonicalGraphUpdated } from './encode.ts';
 import { type DiffState, diffStates, indexGraph, NotDiffableError } from './graph-diff.ts';
 
-export const createSerialize: StageFactory = ({ config, log }) => {
+export const createSerialize: StageFactory = ({ config, redis, keys, log }) => {
   const encoder = new Encoder(config, (root, err) =>
     log.warn({ root, err: err.message }, 'serialize: a tree a diff cannot describe, sent as a snapshot'),
   );
+  const held = new DeltaReceiver();
+  /** The sequence number of the emission held per root (an entry read again needs nothing applied). */
+  const heldSeq = new Map<string, string>();
+
+  /** The graph of emission `entry`, from the one held before it or rebuilt from canonical's store. */
+  async function graphOf(entry: Entry): Promise<GraphWire> {
+    const delta = entry.json<GraphDelta>('delta');
+    const root = delta.root_id;
+    const seq = entry.text('sequence_number');
+    if (heldSeq.get(root) !== seq) {
+      heldSeq.delete(root);
+      try {
+        held.apply(delta);
+      } catch (err) {
+        if (!(err instanceof MissingSubtreeError)) throw err;
+        metrics.graphRebuilds.inc({ stage: 'serialize' });
+        for (const d of await graphAt(redis, keys, entry)) held.apply(d);
+      }
+      heldSeq.set(root, seq);
+    }
+    return held.wire(root);
+  }
+
   return {
     name: 'serialize',
     input: streams.canonical,
     output: streams.serialized,
     marker: contracts.serialized.marker,
-    handle(entries, step) {
+    async handle(entries, step) {
       for (const entry of entries) {
-        const graph = entry.json<GraphWire>('graph');
+        const graph = await graphOf(entry);
         const sequenceNumber = entry.text('sequence_number');
         const encoded = encoder.encode(graph, BigInt(sequenceNumber));
         const summary = {

@@ -285,6 +285,122 @@ export class DeltaReceiver {
   forget(root: string): void {
     this.roots.delete(root);
   }
+
+  /** Whether the graph held for `root` has the subtree `hash` (a stage composing deltas asks). */
+  has(root: string, hash: string): boolean {
+    return this.roots.get(root)?.table.has(hash) ?? false;
+  }
+
+  /** The graph held for `root` without its nodes; undefined when none is held. */
+  head(root: string): GraphHead | undefined {
+    const held = this.roots.get(root);
+    if (!held) return undefined;
+    const { table } = held;
+    return {
+      hash: table.hash,
+      own: table.own,
+      attached: byMember(table.attached),
+      expanded_nodes: held.expanded,
+      meta: held.meta,
+    };
+  }
+
+  /** The graph held for `root` as a whole table (`base` ''), which any receiver applies. */
+  whole(root: string): GraphDelta {
+    const held = this.roots.get(root);
+    const head = this.head(root);
+    if (!held || !head) throw new MissingSubtreeError(root, 'base', '');
+    const nodes = wholeTable(root, head, (hash) => {
+      const n = held.table.nodes.get(hash);
+      return n && [hash, n.space, n.edge, n.topic, n.children.slice()];
+    });
+    return wholeDelta(root, head, nodes, held.ids);
+  }
+}
+
+/** A graph without its nodes: what a store keeps beside its table of subtrees. */
+export interface GraphHead {
+  hash: string;
+  own: string;
+  /** Every attached subtree, [member id, hash], by member id. */
+  attached: [string, string][];
+  expanded_nodes: number;
+  meta: EventMeta;
+}
+
+/**
+ * The distinct subtrees of the graph `head` names, children before parents, looked up by hash
+ * (iterative: trees can be 100K deep). MissingSubtreeError when one is not there: never guessed.
+ */
+function wholeTable(
+  root_id: string,
+  head: GraphHead,
+  lookup: (hash: string) => DeltaNode | undefined,
+): DeltaNode[] {
+  const order: DeltaNode[] = [];
+  const seen = new Set<string>();
+  for (const top of [...head.attached.map(([, subtree]) => subtree), head.own]) {
+    if (seen.has(top)) continue;
+    seen.add(top);
+    const first = lookup(top);
+    if (!first) throw new MissingSubtreeError(root_id, 'subtree', top);
+    const stack: Array<{ node: DeltaNode; next: number }> = [{ node: first, next: 0 }];
+    while (stack.length > 0) {
+      const at = stack[stack.length - 1]!;
+      const child = at.node[4][at.next++];
+      if (child === undefined) {
+        order.push(at.node);
+        stack.pop();
+      } else if (!seen.has(child)) {
+        seen.add(child);
+        const node = lookup(child);
+        if (!node) throw new MissingSubtreeError(root_id, 'subtree', child);
+        stack.push({ node, next: 0 });
+      }
+    }
+  }
+  return order;
+}
+
+/**
+ * The whole table of a graph a store kept as `nodes` (subtree hash → node; nodes no longer
+ * reachable from the head are ignored, so a store may delete them late). MissingSubtreeError
+ * when a reachable subtree is not there: the stored table is damaged, and nothing is guessed.
+ */
+export function wholeFromTable(
+  root_id: string,
+  head: GraphHead,
+  nodes: ReadonlyMap<string, DeltaNode>,
+  ids: readonly string[],
+): GraphDelta {
+  return wholeDelta(
+    root_id,
+    head,
+    wholeTable(root_id, head, (h) => nodes.get(h)),
+    ids,
+  );
+}
+
+/** A whole-table delta (`base` ''): every attachment, every id. */
+function wholeDelta(
+  root_id: string,
+  head: GraphHead,
+  nodes: DeltaNode[],
+  ids: readonly string[],
+): GraphDelta {
+  return {
+    root_id,
+    hash: head.hash,
+    base: '',
+    own: head.own,
+    attached: head.attached,
+    detached: [],
+    expanded_nodes: head.expanded_nodes,
+    ids_added: ids.slice().sort(compareIds),
+    ids_removed: [],
+    nodes,
+    meta: head.meta,
+  };
 }
 
 /** Checked before the first change, so a refused delta leaves the table as it was. */

@@ -2,19 +2,25 @@
  * Stage `transitive`: applies events in global `seq` order to the topology and writes the
  * canonical graph of every configured root the event may have changed. Singleton (lease +
  * fencing); its state is checkpointed as deltas atomically with its output.
+ *
+ * Each graph goes to canonical as a delta from the one sent before for its root (`delta`,
+ * `stages/topology/graph-delta.ts`). The sender's table is not checkpointed: after a restart or
+ * a failed step (`restore`) and for a rebuild, a fresh sender makes each root's next graph a
+ * whole table, which canonical applies whatever it held. Canonical, lacking a delta's base,
+ * asks for one with the control job `resend`.
  */
 
-import type { JobContext, JobResult } from '../../pipeline/control.ts';
+import { type JobContext, JobRefused, type JobResult } from '../../pipeline/control.ts';
 import type { Entry } from '../../pipeline/entry.ts';
 import { Rejection, type StageFactory, type Step } from '../../pipeline/stage.ts';
 import { streams } from '../streams.ts';
 import type { TopologyEvent } from '../topology/events.ts';
-import { toWire } from '../topology/graph-wire.ts';
+import { DeltaSender } from '../topology/graph-delta.ts';
 import { freshTraceparent } from '../topology/traceparent.ts';
 import { checkpointKeys, loadOutSeq, loadState, writeDelta } from './checkpoint.ts';
 import type { Canonical } from './domain/canonical-tree.ts';
 import { TopologyGraph } from './domain/topology-graph.ts';
-import { appliedUpTo, rebuildGraph, stateDifference, writeState } from './rebuild.ts';
+import { appliedUpTo, lastApplied, rebuildGraph, stateDifference, writeState } from './rebuild.ts';
 import { floorNow, listSnapshots, type SnapshotRef, snapshotKeys, writeSnapshot } from './snapshot.ts';
 
 export const createTransitive: StageFactory = ({ config, redis, keys, log }) => {
@@ -23,6 +29,10 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
   let graph = new TopologyGraph(roots);
   /** Hash last written per root by this process; a restart writes each root once more (canonical dedups). */
   const lastSent = new Map<string, string>();
+  /** What canonical holds per root, as far as this process sent it. */
+  let sender = new DeltaSender();
+  /** Meta of the graph last sent per root, for a resend. */
+  const lastMeta = new Map<string, TopologyEvent['meta']>();
   /**
    * Outputs are numbered 1, 2, 3… (`out_seq`, checkpointed with them), so that canonical — which
    * must see a root's graphs in the order they were made — can have the runtime re-sequence
@@ -41,6 +51,8 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
     outSeq = await loadOutSeq(redis, k);
     snapshots = await listSnapshots(redis, sk);
     lastSent.clear();
+    lastMeta.clear();
+    sender = new DeltaSender();
   }
 
   /** Writes a snapshot of the graph (as of `next`) in the step. */
@@ -60,22 +72,29 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
   /**
    * A graph of `root` onto the output, numbered next: sent for `input` (the runtime carries its
    * context), or for a rebuild, which no request caused, with a fresh context and `rebuild` set
-   * for canonical's comparison.
+   * for canonical's comparison (`resend`: canonical asked for the whole graph).
    */
   function sendGraph(
     step: Step,
     root: string,
-    { tree, canonical_space_ids }: Canonical,
+    { graph: trees, canonical_space_ids }: Canonical,
     meta: TopologyEvent['meta'],
     fields: { event_seq: string; event_id: string },
-    input: Entry | 'rebuild',
+    input: Entry | 'rebuild' | 'resend',
   ): void {
-    lastSent.set(root, tree.hash);
-    const wire = toWire({ root_id: root, tree, canonical_space_ids, meta });
-    const out = { root, hash: wire.hash, graph: JSON.stringify(wire), ...fields, out_seq: String(++outSeq) };
-    if (input !== 'rebuild') step.sendFor(input, out);
+    lastSent.set(root, trees.hash);
+    lastMeta.set(root, meta);
+    const delta = sender.delta(root, trees, canonical_space_ids, meta);
+    const out = {
+      root,
+      hash: trees.hash,
+      delta: JSON.stringify(delta),
+      ...fields,
+      out_seq: String(++outSeq),
+    };
+    if (typeof input !== 'string') step.sendFor(input, out);
     else
-      step.send({ ...out, received_at: String(Date.now()), traceparent: freshTraceparent(), rebuild: '1' });
+      step.send({ ...out, received_at: String(Date.now()), traceparent: freshTraceparent(), [input]: '1' });
     step.write('SET', k.outSeq, String(outSeq));
   }
 
@@ -93,6 +112,7 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
       rootsCompared: rebuilt.last ? roots.length : 0,
     };
     graph = rebuilt.graph;
+    sender = new DeltaSender(); // whole graphs: canonical compares them with what it emitted
     await ctx.commit((step) => {
       writeState(step, k, graph.state());
       const last = rebuilt.last;
@@ -106,6 +126,32 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
           { event_seq: String(rebuilt.next - 1), event_id: 'rebuild' },
           'rebuild',
         );
+    }, result);
+    return result;
+  }
+
+  /**
+   * Canonical lacks the base of a root's deltas (its state lost or damaged): the root's whole
+   * graph as it stands, numbered on like any output.
+   */
+  async function resendJob(data: Record<string, unknown>, ctx: JobContext): Promise<JobResult> {
+    const asked = data.all === true ? roots : [String(data.root)];
+    const unknown = asked.filter((r) => !roots.includes(r));
+    if (unknown.length > 0) throw new JobRefused(`not a configured root: ${unknown.join(', ')}`);
+    const next = await appliedUpTo(redis, keys);
+    const fallback = asked.every((r) => lastMeta.has(r)) ? null : await lastApplied(redis, keys, next);
+    const sendable = asked.filter((r) => lastMeta.has(r) || fallback);
+    const result: JobResult = {
+      summary: `transitive sent the whole graph of ${sendable.length} root(s) to canonical${sendable.length < asked.length ? ` (${asked.length - sendable.length} without any applied event: their first event sends them whole)` : ''}`,
+      sent: sendable.length,
+    };
+    await ctx.commit((step) => {
+      for (const root of sendable) {
+        sender.forget(root);
+        const meta = lastMeta.get(root) ?? fallback!.meta;
+        const fields = { event_seq: String(next - 1), event_id: 'resend' };
+        sendGraph(step, root, graph.canonical(root), meta, fields, 'resend');
+      }
     }, result);
     return result;
   }
@@ -141,6 +187,14 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
         }
       },
       snapshot: snapshotJob,
+      resend: async (data, ctx) => {
+        try {
+          return await resendJob(data, ctx);
+        } catch (err) {
+          await restore(); // the sender forgot roots for a step that was not committed
+          throw err;
+        }
+      },
     },
     async inputFloor() {
       // No snapshot yet: a rebuild starts at the first event, so the whole stream is kept.
@@ -172,7 +226,7 @@ export const createTransitive: StageFactory = ({ config, redis, keys, log }) => 
 
       function send(root: string, event: TopologyEvent, entry: Entry): void {
         const canonical = graph.canonical(root);
-        if (lastSent.get(root) === canonical.tree.hash) return;
+        if (lastSent.get(root) === canonical.graph.hash) return;
         sendGraph(
           step,
           root,

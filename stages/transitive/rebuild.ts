@@ -151,3 +151,26 @@ export function stateDifference(a: GraphState, b: GraphState): number {
     )
   );
 }
+
+/**
+ * The newest applied event still in the validated stream (below `next`), for the meta of a graph
+ * sent again when no event of this process carried one; null when none is left.
+ */
+export async function lastApplied(redis: Redis, keys: Keys, next: number): Promise<TopologyEvent | null> {
+  const stream = keys.stream(streams.validated);
+  let cursor = '+';
+  for (;;) {
+    const raw = (await redis.callBuffer('XREVRANGE', stream, cursor, '-', 'COUNT', PAGE)) as [
+      Buffer,
+      Buffer[],
+    ][];
+    const page = parseEntries(raw);
+    const failed = await resolveBlobs(redis, keys, page);
+    for (const entry of page) {
+      if (!(Number(entry.optionalText('seq')) < next) || !entry.has('event') || failed.has(entry)) continue;
+      return entry.json<TopologyEvent>('event');
+    }
+    if (page.length < PAGE) return null;
+    cursor = `(${page[page.length - 1]!.id}`;
+  }
+}

@@ -9,6 +9,7 @@ import { resolveBlobs } from '../../pipeline/claim-check.ts';
 import { type DeadLetter, listDeadLetters } from '../../pipeline/dlq.ts';
 import { type Keys, keys as keysFor } from '../../pipeline/keys.ts';
 import { streams } from '../../stages/streams.ts';
+import { DeltaReceiver, type GraphDelta } from '../../stages/topology/graph-delta.ts';
 import type { GraphWire, JsonTreeNode } from '../../stages/topology/graph-wire.ts';
 import { checkpointKeys, loadState } from '../../stages/transitive/checkpoint.ts';
 import type { Envelope } from './events.ts';
@@ -208,18 +209,23 @@ export class GraphPipeline extends PipelineProcesses {
     return all.map((e) => ({ ...e.toJSON(), id: e.id }));
   }
 
-  /** The `{prefix}:canonical` stream, per root in stream order. */
+  /**
+   * The `{prefix}:canonical` stream, per root in stream order, each emission's delta applied to
+   * the one before (as serialize does) to give its whole graph.
+   */
   async emissions(): Promise<Map<string, Emission[]>> {
     const out = new Map<string, Emission[]>(this.roots.map((r) => [r, []]));
+    const graphs = new DeltaReceiver();
     for (const e of await this.entries(streams.canonical)) {
       const list = out.get(e.root!) ?? [];
+      graphs.apply(JSON.parse(e.delta!) as GraphDelta);
       list.push({
         id: e.id,
         root: e.root!,
         sequence_number: Number(e.sequence_number),
         event_seq: Number(e.event_seq),
         hash: e.hash!,
-        graph: JSON.parse(e.graph!) as GraphWire,
+        graph: graphs.wire(e.root!),
       });
       out.set(e.root!, list);
     }

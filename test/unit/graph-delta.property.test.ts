@@ -104,6 +104,10 @@ function expectSame(receiver: DeltaReceiver, graph: TopologyGraph, root: string)
   expect(Buffer.from(encodeCanonicalGraphUpdated(held, 1))).toEqual(
     Buffer.from(encodeCanonicalGraphUpdated(expanded, 1)),
   );
+  // What a stage persists and another rebuilds from: the held table as a whole-table delta.
+  const copy = new DeltaReceiver();
+  copy.apply(receiver.whole(root));
+  expect(copy.wire(root)).toEqual(held);
 }
 
 describe('graph deltas between stages', () => {
