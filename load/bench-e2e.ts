@@ -8,6 +8,7 @@
  *   npm run bench:e2e -- --quick               # `atlas up` only, 4 s steps: a few minutes
  *   npm run bench:e2e -- --quick --json        # also one JSON document at the end (compare runs)
  *   BENCH_MODES=six BENCH_POSTS=batch npm run bench:e2e
+ *   BENCH_MODES=up,chained,six npm run bench:e2e   # chained: `atlas up` with ATLAS_CHAINS=BENCH_CHAIN
  *
  * Method. Open loop: events are sent at a fixed rate on a schedule, never waiting for earlier
  * answers, so a slow pipeline cannot slow the sender down and hide its own latency (no
@@ -25,7 +26,7 @@
  * the event was sent, both performance.now() of this one process. An event whose message never
  * arrives counts as lost.
  *
- * Per layout (`atlas up` = one process; six = `atlas run <stage>` for each stage) and kind of
+ * Per layout (`atlas up` = one process; chained = `atlas up` with ATLAS_CHAINS; six = `atlas run <stage>` for each stage) and kind of
  * POST, the pipeline and then the bare baseline in the same layout: latency at 100 and 1,000
  * events/s, then the highest sustained rate: stepped up from 1,000 (down from it when 1,000
  * does not hold) until a step fails. A step holds when the sender kept its rate, every event
@@ -33,7 +34,9 @@
  * as the pipeline's, measured on its streams and messages in the same run.
  *
  * Settings (environment): REDIS_URL (redis://127.0.0.1:6379), KAFKA_BROKER (127.0.0.1:9092),
- * BENCH_MODES (up,six; --quick: up), BENCH_POSTS (single,batch), BENCH_BARE (1; 0 = no bare
+ * BENCH_MODES (up,six; --quick: up; also chained), BENCH_CHAIN (the chained layout's chain,
+ * validate+transitive+canonical+serialize; no bare baseline of its own: its ratios are to the
+ * bare six hops of `up`), BENCH_POSTS (single,batch), BENCH_BARE (1; 0 = no bare
  * baseline), BENCH_BATCH (100), BENCH_STEP_S (8; --quick: 4), BENCH_RATES (the ladder, default
  * 250,500,750,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000; --quick:
  * 250,500,1000,2000,4000,6000,8000,10000), BENCH_CPU_PROF (a directory: every pipeline process runs under
@@ -67,7 +70,9 @@ const QUICK = process.argv.includes('--quick');
 const JSON_OUT = process.argv.includes('--json');
 const LAYOUTS = (process.env.BENCH_MODES ?? (QUICK ? 'up' : 'up,six'))
   .split(',')
-  .filter((m): m is Layout => m === 'up' || m === 'six');
+  .filter((m): m is Layout => m === 'up' || m === 'chained' || m === 'six');
+/** The chain of the `chained` layout (`atlas up` with ATLAS_CHAINS set to it). */
+const CHAIN = process.env.BENCH_CHAIN ?? 'validate+transitive+canonical+serialize';
 const POSTS = (process.env.BENCH_POSTS ?? 'single,batch')
   .split(',')
   .filter((m): m is Posts => m === 'single' || m === 'batch');
@@ -101,7 +106,7 @@ const ROOTS = 32;
 const SPACES = 32;
 const STAGES = ['ingest', 'validate', 'transitive', 'canonical', 'serialize', 'emit'];
 
-type Layout = 'up' | 'six';
+type Layout = 'up' | 'chained' | 'six';
 type Posts = 'single' | 'batch';
 type System = 'pipeline' | 'compare' | 'bare';
 /** What one series of steps measures. */
@@ -111,7 +116,12 @@ interface Target {
   posts: Posts;
 }
 const label = (t: Target): string =>
-  `${t.system === 'pipeline' ? '' : `${t.system} `}${t.layout === 'up' ? 'one process' : 'six processes'}, ${t.posts === 'single' ? 'single POSTs' : `POSTs of ${BATCH}`}`;
+  `${t.system === 'pipeline' ? '' : `${t.system} `}${LAYOUT_NAMES[t.layout]}, ${t.posts === 'single' ? 'single POSTs' : `POSTs of ${BATCH}`}`;
+const LAYOUT_NAMES: Record<Layout, string> = {
+  up: 'one process',
+  chained: 'one process chained',
+  six: 'six processes',
+};
 const sameTarget = (a: Target, b: Target): boolean =>
   a.system === b.system && a.layout === b.layout && a.posts === b.posts;
 
@@ -205,13 +215,18 @@ async function startPipeline(t: Target, env: Record<string, string>): Promise<Pi
         : ATLAS;
   const all = t.system === 'bare' ? [] : ['up'];
   const one = (stage: string) => (t.system === 'bare' ? [stage] : ['run', stage]);
-  const groups = t.layout === 'up' ? [all] : STAGES.map(one);
+  const groups = t.layout === 'six' ? STAGES.map(one) : [all];
   let log = '';
   const profile = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
   const procs = groups.map((args) => {
     const proc = spawn(process.execPath, [...profile, script, ...args], {
       cwd: ROOT,
-      env: { ...process.env, ...env, ATLAS_HTTP_PORT: String(port) },
+      env: {
+        ...process.env,
+        ...env,
+        ATLAS_HTTP_PORT: String(port),
+        ATLAS_CHAINS: t.layout === 'chained' ? CHAIN : '',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const keep = (d: Buffer) => {
@@ -290,6 +305,17 @@ interface Step extends Target {
   p99: number;
   max: number;
   holds: boolean;
+  /**
+   * Where the latency goes: per stage stream, p50/p99 ms from the door receiving an event to its
+   * entry being appended there (the entry id's time − its carried received_at). The Kafka figure
+   * (p50/p99 above) follows the last of them.
+   */
+  hops?: Record<string, { p50: number; p99: number }>;
+  /**
+   * p50/p99 ms from a message's Kafka timestamp (emit's producer, as it builds the batch) to this
+   * process reading it: the transaction's produce and commit, and the read-committed fetch.
+   */
+  kafkaRead?: { p50: number; p99: number };
 }
 
 const quantile = (sorted: number[], q: number): number =>
@@ -300,6 +326,8 @@ class Bench {
   /** cursor → [root, performance.now() just before the send]; deleted when its message arrives. */
   private readonly inFlight = new Map<string, [string, number]>();
   private latencies: number[] = [];
+  /** Per message: ms from its Kafka timestamp (set by emit's producer) to its arrival here. */
+  private readLags: number[] = [];
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly producers: AtlasProducer[];
   private readonly run: string;
@@ -320,7 +348,7 @@ class Bench {
     );
   }
 
-  onMessage(key: Buffer | null, value: Buffer | null, at: number): void {
+  onMessage(key: Buffer | null, value: Buffer | null, at: number, createdAt: number): void {
     if (!value || !key) return;
     this.valueBytes += value.length;
     this.values++;
@@ -330,6 +358,7 @@ class Bench {
     if (!sent || sent[0] !== key.toString('hex')) return;
     this.inFlight.delete(cursor);
     this.latencies.push(at - sent[1]);
+    this.readLags.push(Date.now() - createdAt);
     this.lastAt = at;
   }
 
@@ -369,6 +398,7 @@ class Bench {
   /** Sends at `rate` for `seconds` on a fixed schedule; then waits for the messages. */
   async step(target: Target, rate: number, seconds: number): Promise<Step> {
     this.latencies = [];
+    this.readLags = [];
     this.inFlight.clear();
     const total = Math.round(rate * seconds);
     const lags: number[] = [];
@@ -418,6 +448,8 @@ class Bench {
       max: sorted.at(-1) ?? Number.NaN,
       holds: false,
     };
+    const readLags = [...this.readLags].sort((a, b) => a - b);
+    if (readLags.length > 0) s.kafkaRead = { p50: quantile(readLags, 0.5), p99: quantile(readLags, 0.99) };
     s.holds = s.lost === 0 && s.failed === 0 && s.sentRate >= rate * 0.95 && s.p99 < P99_LIMIT_MS;
     return s;
   }
@@ -471,6 +503,36 @@ async function entrySizes(redis: Redis, prefix: string): Promise<Record<string, 
   }
   return sizes;
 }
+
+/** Per stage stream: ms from the door's received_at to the append, over the entries since `since`. */
+async function hopLatencies(
+  redis: Redis,
+  prefix: string,
+  since: number,
+): Promise<Record<string, { p50: number; p99: number }>> {
+  const out: Record<string, { p50: number; p99: number }> = {};
+  for (const stream of ['ingest', ...LINKS.slice(1).map(([s]) => s!)]) {
+    const entries = (await redis.xrange(`{${prefix}}:${stream}`, String(since), '+')) as Array<
+      [string, string[]]
+    >;
+    const waits: number[] = [];
+    for (const [id, fields] of entries) {
+      const at = fields.indexOf('received_at');
+      if (at >= 0 && at % 2 === 0) waits.push(Number(id.split('-')[0]) - Number(fields[at + 1]));
+    }
+    if (waits.length === 0) continue;
+    waits.sort((a, b) => a - b);
+    out[stream] = { p50: quantile(waits, 0.5), p99: quantile(waits, 0.99) };
+  }
+  return out;
+}
+
+const hopsText = (hops: Record<string, { p50: number; p99: number }>): string =>
+  `door → stream append, p50/p99 ms: ${
+    Object.entries(hops)
+      .map(([s, q]) => `${s} ${q.p50}/${q.p99}`)
+      .join(', ') || '(no stage streams: chained)'
+  }`;
 
 async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0';
@@ -561,7 +623,7 @@ async function openSession(t: Target, redis: Redis, kafka: Kafka): Promise<Sessi
       autoCommit: false,
       eachBatch: async ({ batch }) => {
         const at = performance.now();
-        for (const m of batch.messages) b.onMessage(m.key, m.value, at);
+        for (const m of batch.messages) b.onMessage(m.key, m.value, at, Number(m.timestamp));
       },
     });
     // Warm-up (JIT, connections, the consumer's assignment): it must deliver before we measure.
@@ -585,10 +647,15 @@ async function benchTarget(t: Target, redis: Redis, kafka: Kafka): Promise<Step[
   /** One step; a step that does not hold leaves a backlog, so the next one gets a fresh pipeline. */
   const measure = async (rate: number): Promise<Step> => {
     session ??= await openSession(t, redis, kafka);
+    const stepStart = Date.now();
     const s = await session.bench.step(t, rate, STEP_S);
     console.log(`  ${row(s)}`);
     const dead = session.exited();
     if (dead) console.log(`  a process of ${label(t)} exited during the step:\n${dead}`);
+    s.hops = await hopLatencies(redis, session.run, stepStart);
+    console.log(
+      `    ${hopsText(s.hops)}; Kafka timestamp → read ${s.kafkaRead ? `${s.kafkaRead.p50}/${s.kafkaRead.p99}` : '-'}`,
+    );
     steps.push(s);
     const deadline = Date.now() + 10_000;
     let idle = await drained(redis, session.run);
@@ -657,7 +724,8 @@ function summarise(all: Step[], targets: Target[]): Summary[] {
   });
   for (const s of out) {
     if (s.system === 'bare') continue;
-    const bare = out.find((b) => b.system === 'bare' && b.layout === s.layout && b.posts === s.posts);
+    const layout = s.layout === 'chained' ? 'up' : s.layout;
+    const bare = out.find((b) => b.system === 'bare' && b.layout === layout && b.posts === s.posts);
     if (!bare) continue;
     if (bare.sustained > 0) s.ratio = s.sustained / bare.sustained;
     if (bare.delivered > 0) s.deliveredRatio = s.delivered / bare.delivered;
@@ -691,7 +759,10 @@ async function main(): Promise<void> {
   );
   const targets: Target[] = [];
   for (const layout of LAYOUTS)
-    for (const posts of POSTS) for (const system of SYSTEMS) targets.push({ system, layout, posts });
+    for (const posts of POSTS)
+      for (const system of SYSTEMS)
+        // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
+        if (!(system === 'bare' && layout === 'chained')) targets.push({ system, layout, posts });
   const all: Step[] = [];
   try {
     for (const t of targets) {
