@@ -760,8 +760,8 @@ async function main(): Promise<void> {
   const targets: Target[] = [];
   for (const layout of LAYOUTS)
     for (const posts of POSTS)
+      // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
       for (const system of SYSTEMS)
-        // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
         if (!(system === 'bare' && layout === 'chained')) targets.push({ system, layout, posts });
   const all: Step[] = [];
   try {
