@@ -759,8 +759,8 @@ async function main(): Promise<void> {
   );
   const targets: Target[] = [];
   for (const layout of LAYOUTS)
+    // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
     for (const posts of POSTS)
-      // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
       for (const system of SYSTEMS)
         if (!(system === 'bare' && layout === 'chained')) targets.push({ system, layout, posts });
   const all: Step[] = [];
