@@ -758,8 +758,8 @@ async function main(): Promise<void> {
       `${QUICK ? ' (--quick)' : ''}`,
   );
   const targets: Target[] = [];
+  // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
   for (const layout of LAYOUTS)
-    // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
     for (const posts of POSTS)
       for (const system of SYSTEMS)
         if (!(system === 'bare' && layout === 'chained')) targets.push({ system, layout, posts });
