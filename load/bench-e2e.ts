@@ -316,6 +316,9 @@ interface Step extends Target {
    * process reading it: the transaction's produce and commit, and the read-committed fetch.
    */
   kafkaRead?: { p50: number; p99: number };
+  /** CPU µs per event of the system's processes, and of Redis, over the step and its drain. */
+  cpuUsPerEvent?: number;
+  redisUsPerEvent?: number;
 }
 
 const quantile = (sorted: number[], q: number): number =>
@@ -465,7 +468,7 @@ class Bench {
 const fmt = (ms: number): string => (Number.isNaN(ms) ? '-' : ms < 10 ? ms.toFixed(1) : ms.toFixed(0));
 
 function row(s: Step): string {
-  return `| ${label(s)} | ${s.rate} | ${s.sentRate.toFixed(0)} | ${s.sent} | ${s.lost}${s.failed ? ` (sends failed: ${s.failures})` : ''} | ${s.deliveredRate.toFixed(0)} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${s.holds ? 'holds' : 'does not hold'} |`;
+  return `| ${label(s)} | ${s.rate} | ${s.sentRate.toFixed(0)} | ${s.sent} | ${s.lost}${s.failed ? ` (sends failed: ${s.failures})` : ''} | ${s.deliveredRate.toFixed(0)} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${s.cpuUsPerEvent ?? '-'} | ${s.redisUsPerEvent ?? '-'} | ${s.holds ? 'holds' : 'does not hold'} |`;
 }
 
 const LINKS = [
@@ -552,6 +555,8 @@ interface Session {
   bench: Bench;
   /** The output of the pipeline's processes when one of them has exited, else null. */
   exited(): string | null;
+  /** CPU seconds the pipeline's processes have used so far (user + system). */
+  cpuS(): number;
   close(): Promise<void>;
 }
 
@@ -634,7 +639,8 @@ async function openSession(t: Target, redis: Redis, kafka: Kafka): Promise<Sessi
     const procs = pipeline.procs;
     const output = pipeline.output;
     const exited = () => (procs.some((p) => p.exitCode !== null || p.signalCode !== null) ? output() : null);
-    return { run, bench: b, exited, close };
+    const cpuS = () => procs.reduce((sum, p) => sum + processCpuS(p.pid), 0);
+    return { run, bench: b, exited, cpuS, close };
   } catch (err) {
     await close();
     throw err;
@@ -648,7 +654,12 @@ async function benchTarget(t: Target, redis: Redis, kafka: Kafka): Promise<Step[
   const measure = async (rate: number): Promise<Step> => {
     session ??= await openSession(t, redis, kafka);
     const stepStart = Date.now();
+    const [cpuBefore, redisBefore] = [session.cpuS(), await redisCpuS(redis)];
     const s = await session.bench.step(t, rate, STEP_S);
+    // Per event sent, the warm pipeline's CPU and Redis's (a step that fell behind counts the
+    // work done by the end of its drain wait).
+    s.cpuUsPerEvent = Math.round(((session.cpuS() - cpuBefore) * 1e6) / s.sent);
+    s.redisUsPerEvent = Math.round((((await redisCpuS(redis)) - redisBefore) * 1e6) / s.sent);
     console.log(`  ${row(s)}`);
     const dead = session.exited();
     if (dead) console.log(`  a process of ${label(t)} exited during the step:\n${dead}`);
@@ -698,6 +709,8 @@ interface Summary extends Target {
   delivered: number;
   p50At1000: number;
   p99At1000: number;
+  /** CPU µs per event of the system's processes at 1,000/s (Redis's in the steps). */
+  cpuUsAt1000: number;
   /** The pipeline's sustained rate over the bare baseline's, same layout and POSTs, same run. */
   ratio?: number;
   /** The same for the delivered rate. */
@@ -720,6 +733,7 @@ function summarise(all: Step[], targets: Target[]): Summary[] {
       delivered: Math.max(0, ...mine.map((s) => s.deliveredRate)),
       p50At1000: at1000?.p50 ?? Number.NaN,
       p99At1000: at1000?.p99 ?? Number.NaN,
+      cpuUsAt1000: at1000?.cpuUsPerEvent ?? Number.NaN,
     };
   });
   for (const s of out) {
@@ -737,7 +751,7 @@ function summarise(all: Step[], targets: Target[]): Summary[] {
 function summaryRow(s: Summary): string {
   const sustained = `${s.sustained || 'none tried'}${s.failsAt ? ` (${s.failsAt} fails)` : ' (highest tried)'}`;
   const ratio = (r: number | undefined) => (r === undefined ? '' : r.toFixed(2));
-  return `| ${label(s)} | ${sustained} | ${ratio(s.ratio)} | ${s.delivered.toFixed(0)} | ${ratio(s.deliveredRatio)} | ${fmt(s.p50At1000)} | ${fmt(s.p99At1000)} | ${ratio(s.p99Ratio)} |`;
+  return `| ${label(s)} | ${sustained} | ${ratio(s.ratio)} | ${s.delivered.toFixed(0)} | ${ratio(s.deliveredRatio)} | ${fmt(s.p50At1000)} | ${fmt(s.p99At1000)} | ${ratio(s.p99Ratio)} | ${Number.isNaN(s.cpuUsAt1000) ? '-' : s.cpuUsAt1000} |`;
 }
 
 async function main(): Promise<void> {
@@ -775,8 +789,8 @@ async function main(): Promise<void> {
   }
   const seconds = (Date.now() - started) / 1000;
   const header = [
-    '| layout | target ev/s | sent ev/s | events | lost | delivered ev/s | p50 ms | p95 ms | p99 ms | max ms | p99 < 1 s |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| layout | target ev/s | sent ev/s | events | lost | delivered ev/s | p50 ms | p95 ms | p99 ms | max ms | CPU µs/event | Redis µs/event | p99 < 1 s |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   console.log(
     '\nIngest → Kafka latency (open loop; from just before the send to the consumer receiving the message)\n',
@@ -792,8 +806,8 @@ async function main(): Promise<void> {
   );
   console.log(
     [
-      '| layout | sustained ev/s | / bare | most delivered ev/s | / bare | p50 ms at 1,000/s | p99 ms at 1,000/s | / bare |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| layout | sustained ev/s | / bare | most delivered ev/s | / bare | p50 ms at 1,000/s | p99 ms at 1,000/s | / bare | CPU µs/event at 1,000/s |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...summary.map(summaryRow),
     ].join('\n'),
   );
@@ -832,6 +846,24 @@ async function main(): Promise<void> {
       }),
     );
   }
+}
+
+/** User + system CPU seconds of one process so far, from /proc/<pid>/stat; NaN elsewhere. */
+function processCpuS(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Redis's CPU seconds so far (user + system, main thread and the rest), from INFO cpu. */
+async function redisCpuS(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  return field('used_cpu_user') + field('used_cpu_sys');
 }
 
 /** Busy CPU seconds of the whole machine (all cores), from /proc/stat; NaN elsewhere. */
