@@ -307,7 +307,8 @@ interface Step extends Target {
   holds: boolean;
   /**
    * Where the latency goes: per stage stream, p50/p99 ms from the door receiving an event to its
-   * entry being appended there (the entry id's time − its carried received_at). The Kafka figure
+   * entry being appended there (the entry id's time − its carried received_at), over the step's
+   * entries still in the stream (retention may have trimmed acknowledged ones). The Kafka figure
    * (p50/p99 above) follows the last of them.
    */
   hops?: Record<string, { p50: number; p99: number }>;
