@@ -8,6 +8,7 @@
  *   npm run bench:e2e -- --quick               # `atlas up` only, 4 s steps: a few minutes
  *   npm run bench:e2e -- --quick --json        # also one JSON document at the end (compare runs)
  *   BENCH_MODES=six BENCH_POSTS=batch npm run bench:e2e
+ *   BENCH_MODES=up,chained,six npm run bench:e2e   # chained: `atlas up` with ATLAS_CHAINS=BENCH_CHAIN
  *
  * Method. Open loop: events are sent at a fixed rate on a schedule, never waiting for earlier
  * answers, so a slow pipeline cannot slow the sender down and hide its own latency (no
@@ -25,7 +26,7 @@
  * the event was sent, both performance.now() of this one process. An event whose message never
  * arrives counts as lost.
  *
- * Per layout (`atlas up` = one process; six = `atlas run <stage>` for each stage) and kind of
+ * Per layout (`atlas up` = one process; chained = `atlas up` with ATLAS_CHAINS; six = `atlas run <stage>` for each stage) and kind of
  * POST, the pipeline and then the bare baseline in the same layout: latency at 100 and 1,000
  * events/s, then the highest sustained rate: stepped up from 1,000 (down from it when 1,000
  * does not hold) until a step fails. A step holds when the sender kept its rate, every event
@@ -33,7 +34,9 @@
  * as the pipeline's, measured on its streams and messages in the same run.
  *
  * Settings (environment): REDIS_URL (redis://127.0.0.1:6379), KAFKA_BROKER (127.0.0.1:9092),
- * BENCH_MODES (up,six; --quick: up), BENCH_POSTS (single,batch), BENCH_BARE (1; 0 = no bare
+ * BENCH_MODES (up,six; --quick: up; also chained), BENCH_CHAIN (the chained layout's chain,
+ * validate+transitive+canonical+serialize; no bare baseline of its own: its ratios are to the
+ * bare six hops of `up`), BENCH_POSTS (single,batch), BENCH_BARE (1; 0 = no bare
  * baseline), BENCH_BATCH (100), BENCH_STEP_S (8; --quick: 4), BENCH_RATES (the ladder, default
  * 250,500,750,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000; --quick:
  * 250,500,1000,2000,4000,6000,8000,10000), BENCH_CPU_PROF (a directory: every pipeline process runs under
@@ -67,7 +70,9 @@ const QUICK = process.argv.includes('--quick');
 const JSON_OUT = process.argv.includes('--json');
 const LAYOUTS = (process.env.BENCH_MODES ?? (QUICK ? 'up' : 'up,six'))
   .split(',')
-  .filter((m): m is Layout => m === 'up' || m === 'six');
+  .filter((m): m is Layout => m === 'up' || m === 'chained' || m === 'six');
+/** The chain of the `chained` layout (`atlas up` with ATLAS_CHAINS set to it). */
+const CHAIN = process.env.BENCH_CHAIN ?? 'validate+transitive+canonical+serialize';
 const POSTS = (process.env.BENCH_POSTS ?? 'single,batch')
   .split(',')
   .filter((m): m is Posts => m === 'single' || m === 'batch');
@@ -101,7 +106,7 @@ const ROOTS = 32;
 const SPACES = 32;
 const STAGES = ['ingest', 'validate', 'transitive', 'canonical', 'serialize', 'emit'];
 
-type Layout = 'up' | 'six';
+type Layout = 'up' | 'chained' | 'six';
 type Posts = 'single' | 'batch';
 type System = 'pipeline' | 'compare' | 'bare';
 /** What one series of steps measures. */
@@ -111,7 +116,12 @@ interface Target {
   posts: Posts;
 }
 const label = (t: Target): string =>
-  `${t.system === 'pipeline' ? '' : `${t.system} `}${t.layout === 'up' ? 'one process' : 'six processes'}, ${t.posts === 'single' ? 'single POSTs' : `POSTs of ${BATCH}`}`;
+  `${t.system === 'pipeline' ? '' : `${t.system} `}${LAYOUT_NAMES[t.layout]}, ${t.posts === 'single' ? 'single POSTs' : `POSTs of ${BATCH}`}`;
+const LAYOUT_NAMES: Record<Layout, string> = {
+  up: 'one process',
+  chained: 'one process chained',
+  six: 'six processes',
+};
 const sameTarget = (a: Target, b: Target): boolean =>
   a.system === b.system && a.layout === b.layout && a.posts === b.posts;
 
@@ -205,13 +215,18 @@ async function startPipeline(t: Target, env: Record<string, string>): Promise<Pi
         : ATLAS;
   const all = t.system === 'bare' ? [] : ['up'];
   const one = (stage: string) => (t.system === 'bare' ? [stage] : ['run', stage]);
-  const groups = t.layout === 'up' ? [all] : STAGES.map(one);
+  const groups = t.layout === 'six' ? STAGES.map(one) : [all];
   let log = '';
   const profile = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
   const procs = groups.map((args) => {
     const proc = spawn(process.execPath, [...profile, script, ...args], {
       cwd: ROOT,
-      env: { ...process.env, ...env, ATLAS_HTTP_PORT: String(port) },
+      env: {
+        ...process.env,
+        ...env,
+        ATLAS_HTTP_PORT: String(port),
+        ATLAS_CHAINS: t.layout === 'chained' ? CHAIN : '',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const keep = (d: Buffer) => {
@@ -290,6 +305,21 @@ interface Step extends Target {
   p99: number;
   max: number;
   holds: boolean;
+  /**
+   * Where the latency goes: per stage stream, p50/p99 ms from the door receiving an event to its
+   * entry being appended there (the entry id's time − its carried received_at), over the step's
+   * entries still in the stream (retention may have trimmed acknowledged ones). The Kafka figure
+   * (p50/p99 above) follows the last of them.
+   */
+  hops?: Record<string, { p50: number; p99: number }>;
+  /**
+   * p50/p99 ms from a message's Kafka timestamp (emit's producer, as it builds the batch) to this
+   * process reading it: the transaction's produce and commit, and the read-committed fetch.
+   */
+  kafkaRead?: { p50: number; p99: number };
+  /** CPU µs per event of the system's processes, and of Redis, over the step and its drain. */
+  cpuUsPerEvent?: number;
+  redisUsPerEvent?: number;
 }
 
 const quantile = (sorted: number[], q: number): number =>
@@ -300,6 +330,8 @@ class Bench {
   /** cursor → [root, performance.now() just before the send]; deleted when its message arrives. */
   private readonly inFlight = new Map<string, [string, number]>();
   private latencies: number[] = [];
+  /** Per message: ms from its Kafka timestamp (set by emit's producer) to its arrival here. */
+  private readLags: number[] = [];
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly producers: AtlasProducer[];
   private readonly run: string;
@@ -320,7 +352,7 @@ class Bench {
     );
   }
 
-  onMessage(key: Buffer | null, value: Buffer | null, at: number): void {
+  onMessage(key: Buffer | null, value: Buffer | null, at: number, createdAt: number): void {
     if (!value || !key) return;
     this.valueBytes += value.length;
     this.values++;
@@ -330,6 +362,7 @@ class Bench {
     if (!sent || sent[0] !== key.toString('hex')) return;
     this.inFlight.delete(cursor);
     this.latencies.push(at - sent[1]);
+    this.readLags.push(Date.now() - createdAt);
     this.lastAt = at;
   }
 
@@ -369,6 +402,7 @@ class Bench {
   /** Sends at `rate` for `seconds` on a fixed schedule; then waits for the messages. */
   async step(target: Target, rate: number, seconds: number): Promise<Step> {
     this.latencies = [];
+    this.readLags = [];
     this.inFlight.clear();
     const total = Math.round(rate * seconds);
     const lags: number[] = [];
@@ -418,6 +452,8 @@ class Bench {
       max: sorted.at(-1) ?? Number.NaN,
       holds: false,
     };
+    const readLags = [...this.readLags].sort((a, b) => a - b);
+    if (readLags.length > 0) s.kafkaRead = { p50: quantile(readLags, 0.5), p99: quantile(readLags, 0.99) };
     s.holds = s.lost === 0 && s.failed === 0 && s.sentRate >= rate * 0.95 && s.p99 < P99_LIMIT_MS;
     return s;
   }
@@ -433,7 +469,7 @@ class Bench {
 const fmt = (ms: number): string => (Number.isNaN(ms) ? '-' : ms < 10 ? ms.toFixed(1) : ms.toFixed(0));
 
 function row(s: Step): string {
-  return `| ${label(s)} | ${s.rate} | ${s.sentRate.toFixed(0)} | ${s.sent} | ${s.lost}${s.failed ? ` (sends failed: ${s.failures})` : ''} | ${s.deliveredRate.toFixed(0)} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${s.holds ? 'holds' : 'does not hold'} |`;
+  return `| ${label(s)} | ${s.rate} | ${s.sentRate.toFixed(0)} | ${s.sent} | ${s.lost}${s.failed ? ` (sends failed: ${s.failures})` : ''} | ${s.deliveredRate.toFixed(0)} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${s.cpuUsPerEvent ?? '-'} | ${s.redisUsPerEvent ?? '-'} | ${s.holds ? 'holds' : 'does not hold'} |`;
 }
 
 const LINKS = [
@@ -472,6 +508,36 @@ async function entrySizes(redis: Redis, prefix: string): Promise<Record<string, 
   return sizes;
 }
 
+/** Per stage stream: ms from the door's received_at to the append, over the entries since `since`. */
+async function hopLatencies(
+  redis: Redis,
+  prefix: string,
+  since: number,
+): Promise<Record<string, { p50: number; p99: number }>> {
+  const out: Record<string, { p50: number; p99: number }> = {};
+  for (const stream of ['ingest', ...LINKS.slice(1).map(([s]) => s!)]) {
+    const entries = (await redis.xrange(`{${prefix}}:${stream}`, String(since), '+')) as Array<
+      [string, string[]]
+    >;
+    const waits: number[] = [];
+    for (const [id, fields] of entries) {
+      const at = fields.indexOf('received_at');
+      if (at >= 0 && at % 2 === 0) waits.push(Number(id.split('-')[0]) - Number(fields[at + 1]));
+    }
+    if (waits.length === 0) continue;
+    waits.sort((a, b) => a - b);
+    out[stream] = { p50: quantile(waits, 0.5), p99: quantile(waits, 0.99) };
+  }
+  return out;
+}
+
+const hopsText = (hops: Record<string, { p50: number; p99: number }>): string =>
+  `door → stream append, p50/p99 ms: ${
+    Object.entries(hops)
+      .map(([s, q]) => `${s} ${q.p50}/${q.p99}`)
+      .join(', ') || '(no stage streams: chained)'
+  }`;
+
 async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0';
   do {
@@ -490,6 +556,8 @@ interface Session {
   bench: Bench;
   /** The output of the pipeline's processes when one of them has exited, else null. */
   exited(): string | null;
+  /** CPU seconds the pipeline's processes have used so far (user + system). */
+  cpuS(): number;
   close(): Promise<void>;
 }
 
@@ -561,7 +629,7 @@ async function openSession(t: Target, redis: Redis, kafka: Kafka): Promise<Sessi
       autoCommit: false,
       eachBatch: async ({ batch }) => {
         const at = performance.now();
-        for (const m of batch.messages) b.onMessage(m.key, m.value, at);
+        for (const m of batch.messages) b.onMessage(m.key, m.value, at, Number(m.timestamp));
       },
     });
     // Warm-up (JIT, connections, the consumer's assignment): it must deliver before we measure.
@@ -572,7 +640,8 @@ async function openSession(t: Target, redis: Redis, kafka: Kafka): Promise<Sessi
     const procs = pipeline.procs;
     const output = pipeline.output;
     const exited = () => (procs.some((p) => p.exitCode !== null || p.signalCode !== null) ? output() : null);
-    return { run, bench: b, exited, close };
+    const cpuS = () => procs.reduce((sum, p) => sum + processCpuS(p.pid), 0);
+    return { run, bench: b, exited, cpuS, close };
   } catch (err) {
     await close();
     throw err;
@@ -585,10 +654,20 @@ async function benchTarget(t: Target, redis: Redis, kafka: Kafka): Promise<Step[
   /** One step; a step that does not hold leaves a backlog, so the next one gets a fresh pipeline. */
   const measure = async (rate: number): Promise<Step> => {
     session ??= await openSession(t, redis, kafka);
+    const stepStart = Date.now();
+    const [cpuBefore, redisBefore] = [session.cpuS(), await redisCpuS(redis)];
     const s = await session.bench.step(t, rate, STEP_S);
+    // Per event sent, the warm pipeline's CPU and Redis's (a step that fell behind counts the
+    // work done by the end of its drain wait).
+    s.cpuUsPerEvent = Math.round(((session.cpuS() - cpuBefore) * 1e6) / s.sent);
+    s.redisUsPerEvent = Math.round((((await redisCpuS(redis)) - redisBefore) * 1e6) / s.sent);
     console.log(`  ${row(s)}`);
     const dead = session.exited();
     if (dead) console.log(`  a process of ${label(t)} exited during the step:\n${dead}`);
+    s.hops = await hopLatencies(redis, session.run, stepStart);
+    console.log(
+      `    ${hopsText(s.hops)}; Kafka timestamp → read ${s.kafkaRead ? `${s.kafkaRead.p50}/${s.kafkaRead.p99}` : '-'}`,
+    );
     steps.push(s);
     const deadline = Date.now() + 10_000;
     let idle = await drained(redis, session.run);
@@ -631,6 +710,8 @@ interface Summary extends Target {
   delivered: number;
   p50At1000: number;
   p99At1000: number;
+  /** CPU µs per event of the system's processes at 1,000/s (Redis's in the steps). */
+  cpuUsAt1000: number;
   /** The pipeline's sustained rate over the bare baseline's, same layout and POSTs, same run. */
   ratio?: number;
   /** The same for the delivered rate. */
@@ -653,11 +734,13 @@ function summarise(all: Step[], targets: Target[]): Summary[] {
       delivered: Math.max(0, ...mine.map((s) => s.deliveredRate)),
       p50At1000: at1000?.p50 ?? Number.NaN,
       p99At1000: at1000?.p99 ?? Number.NaN,
+      cpuUsAt1000: at1000?.cpuUsPerEvent ?? Number.NaN,
     };
   });
   for (const s of out) {
     if (s.system === 'bare') continue;
-    const bare = out.find((b) => b.system === 'bare' && b.layout === s.layout && b.posts === s.posts);
+    const layout = s.layout === 'chained' ? 'up' : s.layout;
+    const bare = out.find((b) => b.system === 'bare' && b.layout === layout && b.posts === s.posts);
     if (!bare) continue;
     if (bare.sustained > 0) s.ratio = s.sustained / bare.sustained;
     if (bare.delivered > 0) s.deliveredRatio = s.delivered / bare.delivered;
@@ -669,7 +752,7 @@ function summarise(all: Step[], targets: Target[]): Summary[] {
 function summaryRow(s: Summary): string {
   const sustained = `${s.sustained || 'none tried'}${s.failsAt ? ` (${s.failsAt} fails)` : ' (highest tried)'}`;
   const ratio = (r: number | undefined) => (r === undefined ? '' : r.toFixed(2));
-  return `| ${label(s)} | ${sustained} | ${ratio(s.ratio)} | ${s.delivered.toFixed(0)} | ${ratio(s.deliveredRatio)} | ${fmt(s.p50At1000)} | ${fmt(s.p99At1000)} | ${ratio(s.p99Ratio)} |`;
+  return `| ${label(s)} | ${sustained} | ${ratio(s.ratio)} | ${s.delivered.toFixed(0)} | ${ratio(s.deliveredRatio)} | ${fmt(s.p50At1000)} | ${fmt(s.p99At1000)} | ${ratio(s.p99Ratio)} | ${Number.isNaN(s.cpuUsAt1000) ? '-' : s.cpuUsAt1000} |`;
 }
 
 async function main(): Promise<void> {
@@ -690,8 +773,11 @@ async function main(): Promise<void> {
       `${QUICK ? ' (--quick)' : ''}`,
   );
   const targets: Target[] = [];
+  // The bare baseline has no chains: the chained layout is quoted against its six hops (`up`).
   for (const layout of LAYOUTS)
-    for (const posts of POSTS) for (const system of SYSTEMS) targets.push({ system, layout, posts });
+    for (const posts of POSTS)
+      for (const system of SYSTEMS)
+        if (!(system === 'bare' && layout === 'chained')) targets.push({ system, layout, posts });
   const all: Step[] = [];
   try {
     for (const t of targets) {
@@ -704,8 +790,8 @@ async function main(): Promise<void> {
   }
   const seconds = (Date.now() - started) / 1000;
   const header = [
-    '| layout | target ev/s | sent ev/s | events | lost | delivered ev/s | p50 ms | p95 ms | p99 ms | max ms | p99 < 1 s |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| layout | target ev/s | sent ev/s | events | lost | delivered ev/s | p50 ms | p95 ms | p99 ms | max ms | CPU µs/event | Redis µs/event | p99 < 1 s |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   console.log(
     '\nIngest → Kafka latency (open loop; from just before the send to the consumer receiving the message)\n',
@@ -721,8 +807,8 @@ async function main(): Promise<void> {
   );
   console.log(
     [
-      '| layout | sustained ev/s | / bare | most delivered ev/s | / bare | p50 ms at 1,000/s | p99 ms at 1,000/s | / bare |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| layout | sustained ev/s | / bare | most delivered ev/s | / bare | p50 ms at 1,000/s | p99 ms at 1,000/s | / bare | CPU µs/event at 1,000/s |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...summary.map(summaryRow),
     ].join('\n'),
   );
@@ -761,6 +847,24 @@ async function main(): Promise<void> {
       }),
     );
   }
+}
+
+/** User + system CPU seconds of one process so far, from /proc/<pid>/stat; NaN elsewhere. */
+function processCpuS(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Redis's CPU seconds so far (user + system, main thread and the rest), from INFO cpu. */
+async function redisCpuS(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  return field('used_cpu_user') + field('used_cpu_sys');
 }
 
 /** Busy CPU seconds of the whole machine (all cores), from /proc/stat; NaN elsewhere. */

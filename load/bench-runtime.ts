@@ -39,7 +39,7 @@ async function commandStats(redis: Redis): Promise<Stats> {
 function benchE2e(env: Record<string, string>): Promise<{ output: string; events: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(import.meta.dirname, 'bench-e2e.ts')], {
-      env: { ...process.env, BENCH_MODES: 'up', ...env },
+      env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let output = '';
@@ -67,7 +67,10 @@ try {
   for (const layout of LAYOUTS) {
     console.log(`\n=== ${layout}${layout === 'chained' ? ` (ATLAS_CHAINS=${CHAIN})` : ''}`);
     const before = await commandStats(redis);
-    const { events } = await benchE2e(layout === 'chained' ? { ATLAS_CHAINS: CHAIN } : { ATLAS_CHAINS: '' });
+    const { events } = await benchE2e({
+      BENCH_MODES: layout === 'chained' ? 'chained' : 'up',
+      BENCH_CHAIN: CHAIN,
+    });
     const after = await commandStats(redis);
     const delta = [...after]
       .map(([cmd, n]) => [cmd, n - (before.get(cmd) ?? 0)] as const)

@@ -9,6 +9,15 @@ import type { Keys } from './keys.ts';
 import { runScript } from './scripts.ts';
 import type { Fence } from './stage.ts';
 
+/** A dead letter of input `id`: its DLQ entry, and the field of the DLQ's counts it adds to. */
+export interface DeadLetter {
+  id: string;
+  dlq: string;
+  fields: Fields;
+  counts: string;
+  countField: string;
+}
+
 export type StateOp = 'HSET' | 'HSETNX' | 'HDEL' | 'HINCRBY' | 'SET' | 'DEL' | 'SADD' | 'SREM';
 
 export class Commit {
@@ -18,6 +27,8 @@ export class Commit {
   private readonly acks: string[] = [];
   private readonly appends: Array<{ key: string; flat: (string | Buffer)[] }> = [];
   private readonly ops: Array<{ op: StateOp; key: string; args: (string | Buffer)[] }> = [];
+  /** Dead letters not yet written: whether each goes to the DLQ is settled just before the run. */
+  private readonly deadLetters: DeadLetter[] = [];
 
   constructor(keys: Keys, claimCheckBytes: number) {
     this.keys = keys;
@@ -32,6 +43,7 @@ export class Commit {
       merged.acks.push(...c.acks);
       merged.appends.push(...c.appends);
       merged.ops.push(...c.ops);
+      merged.deadLetters.push(...c.deadLetters);
     }
     return merged;
   }
@@ -51,12 +63,45 @@ export class Commit {
     this.ops.push({ op, key, args });
   }
 
+  /**
+   * A dead letter for input `id`, written by settleDeadLetters: to the DLQ (and its count), or not
+   * at all when a replay re-read an input that was dead-lettered before.
+   */
+  deadLetter(letter: DeadLetter): void {
+    this.deadLetters.push(letter);
+  }
+
+  /** The inputs of the dead letters not settled yet. */
+  get deadLetterIds(): string[] {
+    return this.deadLetters.map((d) => d.id);
+  }
+
+  /**
+   * Writes the dead letters: to the DLQ, except those of inputs in `already` (dead-lettered before
+   * a replay), which only leave the replay's set (`replayedKey`): the DLQ keeps the first one.
+   */
+  settleDeadLetters(already: ReadonlySet<string>, replayedKey: string): void {
+    for (const d of this.deadLetters.splice(0)) {
+      if (already.has(d.id)) {
+        this.write('SREM', replayedKey, d.id);
+        continue;
+      }
+      this.append(d.dlq, d.fields);
+      this.write('HINCRBY', d.counts, d.countField, '1');
+    }
+  }
+
   get outputs(): number {
     return this.appends.length;
   }
 
   get empty(): boolean {
-    return this.acks.length === 0 && this.appends.length === 0 && this.ops.length === 0;
+    return (
+      this.acks.length === 0 &&
+      this.appends.length === 0 &&
+      this.ops.length === 0 &&
+      this.deadLetters.length === 0
+    );
   }
 
   get blobBytes(): number {

@@ -564,13 +564,9 @@ export class Worker {
     return fresh;
   }
 
-  /** Ids of the batch in hand that a replay re-reads and this stage dead-lettered already. */
-  private deadAlready = new Set<string>();
-
   private async process(entries: Entry[]): Promise<void> {
     const started = performance.now();
     metrics.entriesIn.inc({ stage: this.stage.name }, entries.length);
-    this.deadAlready = await this.persist(() => this.replayedDead(entries));
     const items = await this.persist(() => this.screen(entries));
     // Acks of stale entries and bad-sequence dead letters stand even if the handler fails.
     const pre = this.newCommit();
@@ -633,12 +629,13 @@ export class Worker {
   }
 
   /**
-   * Asked per batch, not once a second: a replay's set must be seen by the very next read of
-   * every instance. Order-sensitive stages are never replayed (they are rebuilt).
+   * Which of `ids` a replay re-reads and this stage dead-lettered already. Asked at each commit
+   * that dead-letters (never once a second: a replay's set must be seen by the very next step of
+   * every instance), so a step without dead letters pays no round trip for it. Order-sensitive
+   * stages are never replayed (they are rebuilt).
    */
-  private async replayedDead(entries: Entry[]): Promise<Set<string>> {
-    if (this.stage.order) return new Set();
-    const ids = entries.map((e) => e.id);
+  private async replayedDead(ids: string[]): Promise<Set<string>> {
+    if (this.stage.order || ids.length === 0) return new Set();
     const member = await this.redis.smismember(replayedDeadKey(this.keys, this.stage.name), ...ids);
     return new Set(ids.filter((_, i) => member[i] === 1));
   }
@@ -810,6 +807,9 @@ export class Worker {
   }
 
   private async commit(commit: Commit): Promise<void> {
+    const dead = commit.deadLetterIds;
+    if (dead.length > 0)
+      commit.settleDeadLetters(await this.replayedDead(dead), replayedDeadKey(this.keys, this.stage.name));
     const marks = this.marks.splice(0);
     if (commit.empty) {
       await Promise.all(marks);
@@ -852,13 +852,13 @@ export class Worker {
   }
 
   private deadLetterInto(commit: Commit, entry: Entry, reason: string, error: unknown): void {
-    if (this.deadAlready.has(entry.id)) {
-      // Replayed, and dead-lettered before: the DLQ keeps the first one, not a copy per replay.
-      commit.write('SREM', replayedDeadKey(this.keys, this.stage.name), entry.id);
-    } else {
-      commit.append(this.keys.dlq, deadLetterFields(this.stage.name, this.inputKey, entry, reason, error));
-      commit.write('HINCRBY', this.keys.dlqCounts, `${this.stage.name}|${reason}`, '1');
-    }
+    commit.deadLetter({
+      id: entry.id,
+      dlq: this.keys.dlq,
+      fields: deadLetterFields(this.stage.name, this.inputKey, entry, reason, error),
+      counts: this.keys.dlqCounts,
+      countField: `${this.stage.name}|${reason}`,
+    });
     const marker = skipMarker(this.stage, entry, reason);
     if (marker) commit.append(this.keys.stream(this.stage.output!), this.spans.carry(marker));
     commit.ack(entry.id);
