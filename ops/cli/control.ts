@@ -238,8 +238,12 @@ async function follow(redis: Redis, keys: Keys, stage: string, id: string): Prom
       if (!job) throw new NotFoundError(`job ${id} is gone from the queue of ${stage}`);
       const view = await viewJob(job, stage);
       if (view.state === 'completed' || view.state === 'failed') {
-        if (started) bar.update(view.progress, { state: view.state });
-        return view;
+        // The state is read after the job's fields: read them again, or a job that finished in
+        // between shows as finished without its result.
+        const final = await queue.getJob(id);
+        const ended = final ? await viewJob(final, stage) : view;
+        if (started) bar.update(ended.progress, { state: ended.state });
+        return ended;
       }
       if (view.state === 'waiting' && !waitingSaid && Date.now() - view.createdAt > 2000) {
         process.stderr.write(
