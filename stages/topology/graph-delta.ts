@@ -20,6 +20,7 @@ import type { GraphWire, WireNode } from './graph-wire.ts';
 import { byMember, treesOf } from './graph-wire.ts';
 import { compareIds } from './ids.ts';
 import type { EdgeKind, EventMeta, GraphTrees, TreeNode } from './tree.ts';
+import { distinctPostorder } from './tree.ts';
 
 /** [hash, space_id, edge, topic_id ('' unless edge is topic), hashes of children]. */
 export type DeltaNode = [string, string, EdgeKind, string, string[]];
@@ -186,24 +187,14 @@ export class DeltaSender {
   }
 }
 
-/** Subtrees of `tree` not in `table`, children before parents (iterative: trees can be 100K deep). */
+/** Subtrees of `tree` not in `table`, children before parents, by hash (equal subtrees may be two objects). */
 function newSubtrees(tree: TreeNode, table: NodeTable<Held>): TreeNode[] {
   if (table.has(tree.hash)) return [];
-  const seen = new Set<string>([tree.hash]);
-  const order: TreeNode[] = [];
-  const stack: Array<{ node: TreeNode; next: number }> = [{ node: tree, next: 0 }];
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1]!;
-    const child = top.node.children[top.next++];
-    if (child === undefined) {
-      order.push(top.node);
-      stack.pop();
-    } else if (!table.has(child.hash) && !seen.has(child.hash)) {
-      seen.add(child.hash);
-      stack.push({ node: child, next: 0 });
-    }
-  }
-  return order;
+  return distinctPostorder(
+    tree,
+    (child) => table.has(child.hash),
+    (node) => node.hash,
+  );
 }
 
 /** Both lists in id order; a list that did not change is the same array (callers share them). */

@@ -10,7 +10,7 @@
  */
 import { hash as digest } from 'node:crypto';
 import type { EdgeKind, EventMeta, GraphTrees, TreeNode } from './tree.ts';
-import { plainGraph, TreeInterner } from './tree.ts';
+import { distinctPostorder, plainGraph, TreeInterner } from './tree.ts';
 
 /** [space_id, edge, topic_id ('' unless edge is topic), indexes of children in `nodes`]. */
 export type WireNode = [string, EdgeKind, string, number[]];
@@ -112,21 +112,7 @@ export function treesOf(tree: TreeNode | GraphTrees): GraphTrees {
  */
 function newNodes(root: TreeNode, index: ReadonlyMap<TreeNode, number>, own = false): TreeNode[] {
   if (index.has(root)) return [];
-  const order: TreeNode[] = [];
-  const seen = new Set<TreeNode>([root]);
-  const stack: Array<{ node: TreeNode; next: number }> = [{ node: root, next: 0 }];
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1]!;
-    const child = top.node.children[top.next++];
-    if (child === undefined) {
-      order.push(top.node);
-      stack.pop();
-    } else if (!(own && child.edge === 'topic') && !index.has(child) && !seen.has(child)) {
-      seen.add(child);
-      stack.push({ node: child, next: 0 });
-    }
-  }
-  return order;
+  return distinctPostorder(root, (child) => (own && child.edge === 'topic') || index.has(child));
 }
 
 export function fromWire(wire: GraphWire, interner = new TreeInterner()): CanonicalGraph {

@@ -210,9 +210,16 @@ export function expandGraph(graph: GraphTrees, interner = new TreeInterner()): T
   return done.get(graph.own)!;
 }
 
-/** Visits each distinct node once, children before parents (iterative: trees can be 100K deep). */
-export function distinctPostorder(root: TreeNode): TreeNode[] {
-  const seen = new Set<TreeNode>([root]);
+/**
+ * Visits each distinct node once (by `key`: identity unless given), children before parents;
+ * `skip` leaves a child, and what is below it, out. Iterative: trees can be 100K deep.
+ */
+export function distinctPostorder(
+  root: TreeNode,
+  skip: (child: TreeNode) => boolean = () => false,
+  key: (node: TreeNode) => unknown = (node) => node,
+): TreeNode[] {
+  const seen = new Set<unknown>([key(root)]);
   const order: TreeNode[] = [];
   const stack: Array<{ node: TreeNode; next: number }> = [{ node: root, next: 0 }];
   while (stack.length > 0) {
@@ -221,8 +228,8 @@ export function distinctPostorder(root: TreeNode): TreeNode[] {
     if (child === undefined) {
       order.push(top.node);
       stack.pop();
-    } else if (!seen.has(child)) {
-      seen.add(child);
+    } else if (!seen.has(key(child)) && !skip(child)) {
+      seen.add(key(child));
       stack.push({ node: child, next: 0 });
     }
   }

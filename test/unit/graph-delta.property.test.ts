@@ -15,74 +15,12 @@ import {
   MissingSubtreeError,
 } from '../../stages/topology/graph-delta.ts';
 import { fromWire, toWire } from '../../stages/topology/graph-wire.ts';
-import type { EventMeta } from '../../stages/topology/tree.ts';
 import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
+import { idPool, propertyMeta as meta, topologyEvent } from '../support/topology-arbitraries.ts';
 
-const meta: EventMeta = { block_number: '1', block_timestamp: '1', tx_hash: '0x00', cursor: 'c' };
-
-function pool(n: number, salt: number, filler: string): string[] {
-  return Array.from(
-    { length: n },
-    (_, i) => ((i * 61 + salt) % 256).toString(16).padStart(2, '0') + filler.repeat(15),
-  );
-}
-
-const spaces = pool(24, 0x11, '4d');
-const topics = pool(4, 0x90, 'e2');
-
-const event: fc.Arbitrary<TopologyEvent> = fc.oneof(
-  {
-    weight: 2,
-    arbitrary: fc.tuple(fc.constantFrom(...spaces), fc.constantFrom(...topics)).map(
-      ([space_id, topic_id]): TopologyEvent => ({
-        event_type: 'space.created',
-        space_id,
-        topic_id,
-        space_type: { kind: 'personal', owner: '00'.repeat(32) },
-        meta,
-      }),
-    ),
-  },
-  {
-    weight: 6,
-    arbitrary: fc
-      .tuple(
-        fc.constantFrom(
-          'space.trust_extended' as const,
-          'space.trust_revoked' as const,
-          'space.trust_extended' as const,
-        ),
-        fc.constantFrom(...spaces),
-        fc.constantFrom('verified' as const, 'related' as const),
-        fc.constantFrom(...spaces),
-      )
-      .map(
-        ([event_type, source_space_id, kind, target_space_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind, target_space_id },
-          meta,
-        }),
-      ),
-  },
-  {
-    weight: 3,
-    arbitrary: fc
-      .tuple(
-        fc.constantFrom('space.trust_extended' as const, 'space.trust_revoked' as const),
-        fc.constantFrom(...spaces),
-        fc.constantFrom(...topics),
-      )
-      .map(
-        ([event_type, source_space_id, target_topic_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind: 'subtopic', target_topic_id },
-          meta,
-        }),
-      ),
-  },
-);
+const spaces = idPool(24, 0x11, '4d', 61);
+const topics = idPool(4, 0x90, 'e2', 61);
+const event = topologyEvent(spaces, topics, { created: 2, explicit: 6, subtopic: 3 });
 
 const arb = fc.record({
   roots: fc.uniqueArray(fc.constantFrom(...spaces), { minLength: 1, maxLength: 2 }),

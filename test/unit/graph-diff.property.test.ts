@@ -24,71 +24,20 @@ import {
 import { Encoder } from '../../stages/serialize/index.ts';
 import type { TopologyEvent } from '../../stages/topology/events.ts';
 import { type GraphWire, toWire, treeHashOf } from '../../stages/topology/graph-wire.ts';
-import { type EventMeta, fromJsonTree } from '../../stages/topology/tree.ts';
+import { fromJsonTree } from '../../stages/topology/tree.ts';
 import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
-
-const meta: EventMeta = { block_number: '1', block_timestamp: '1', tx_hash: '0x00', cursor: 'c' };
-
-function pool(n: number, salt: number, filler: string): string[] {
-  return Array.from(
-    { length: n },
-    (_, i) => ((i * 97 + salt) % 256).toString(16).padStart(2, '0') + filler.repeat(15),
-  );
-}
+import { idPool, propertyMeta as meta, topologyEvent } from '../support/topology-arbitraries.ts';
 
 function eventOver(spaces: string[], topics: string[]): fc.Arbitrary<TopologyEvent> {
-  const space = fc.constantFrom(...spaces);
-  const topic = fc.constantFrom(...topics);
-  const type = fc.constantFrom(
-    'space.trust_extended',
-    'space.trust_revoked',
-    'space.trust_extended',
-  ) as fc.Arbitrary<'space.trust_extended' | 'space.trust_revoked'>;
-  const kind = fc.constantFrom('verified' as const, 'related' as const);
-  return fc.oneof(
-    {
-      weight: 2,
-      arbitrary: fc.tuple(space, topic).map(
-        ([space_id, topic_id]): TopologyEvent => ({
-          event_type: 'space.created',
-          space_id,
-          topic_id,
-          space_type: { kind: 'personal', owner: '00'.repeat(32) },
-          meta,
-        }),
-      ),
-    },
-    {
-      weight: 6,
-      arbitrary: fc.tuple(type, space, kind, space).map(
-        ([event_type, source_space_id, kind, target_space_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind, target_space_id },
-          meta,
-        }),
-      ),
-    },
-    {
-      weight: 4,
-      arbitrary: fc.tuple(type, space, topic).map(
-        ([event_type, source_space_id, target_topic_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind: 'subtopic', target_topic_id },
-          meta,
-        }),
-      ),
-    },
-  );
+  return topologyEvent(spaces, topics, { created: 2, explicit: 6, subtopic: 4, extendedPerRevoked: 2 });
 }
 
 function scenario(spaces: number, topics: number, maxEvents: number) {
-  const ids = pool(spaces, 0x3d, '3c');
+  const ids = idPool(spaces, 0x3d, '3c');
   return fc.record({
     root: fc.constantFrom(...ids),
     every: fc.integer({ min: 1, max: 5 }),
-    events: fc.array(eventOver(ids, pool(topics, 0xa1, 'a5')), {
+    events: fc.array(eventOver(ids, idPool(topics, 0xa1, 'a5')), {
       minLength: 1,
       maxLength: maxEvents,
       size: 'max',
@@ -220,7 +169,7 @@ function withTree(view: ReturnType<typeof decodeCanonicalGraphUpdated>) {
 
 describe('a diff applied where it does not belong', () => {
   it('is refused whole, the state unchanged', () => {
-    const root = pool(4, 1, '11');
+    const root = idPool(4, 1, '11');
     const graphs = emissions(root[0]!, [
       {
         event_type: 'space.trust_extended',
@@ -247,7 +196,7 @@ describe('a diff applied where it does not belong', () => {
   });
 
   it('is never written against a base the encoder did not see: a snapshot instead', () => {
-    const root = pool(3, 1, '11');
+    const root = idPool(3, 1, '11');
     const graphs = emissions(root[0]!, [
       {
         event_type: 'space.trust_extended',

@@ -8,72 +8,25 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCanonicalGraphUpdated } from '../../stages/serialize/encode.ts';
-import type { TopologyEvent } from '../../stages/topology/events.ts';
 import { toWire, treeHashOf } from '../../stages/topology/graph-wire.ts';
 import { type EventMeta, expandGraph, fromJsonTree } from '../../stages/topology/tree.ts';
 import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
 import { NaiveTopology, type PlainNode } from '../reference/naive-canonical.ts';
+import { idPool, propertyMeta, topologyEvent } from '../support/topology-arbitraries.ts';
 
-const meta: EventMeta = { block_number: '7', block_timestamp: '1', tx_hash: '0x00', cursor: 'c' };
-
-function pool(n: number, salt: number, filler: string): string[] {
-  return Array.from(
-    { length: n },
-    (_, i) => ((i * 53 + salt) % 256).toString(16).padStart(2, '0') + filler.repeat(15),
-  );
-}
-
-const spaces = pool(16, 0x21, '5b');
+const meta: EventMeta = { ...propertyMeta, block_number: '7' };
+const spaces = idPool(16, 0x21, '5b', 53);
 /** Few topics, each announced by several spaces and pointed at often: attachments everywhere. */
-const topics = pool(3, 0x70, 'c8');
-
-const space = fc.constantFrom(...spaces);
-const topic = fc.constantFrom(...topics);
-const type = fc.constantFrom(
-  'space.trust_extended',
-  'space.trust_extended',
-  'space.trust_revoked',
-) as fc.Arbitrary<'space.trust_extended' | 'space.trust_revoked'>;
-
-const event: fc.Arbitrary<TopologyEvent> = fc.oneof(
-  {
-    weight: 3,
-    arbitrary: fc.tuple(space, topic).map(
-      ([space_id, topic_id]): TopologyEvent => ({
-        event_type: 'space.created',
-        space_id,
-        topic_id,
-        space_type: { kind: 'personal', owner: '00'.repeat(32) },
-        meta,
-      }),
-    ),
-  },
-  {
-    weight: 5,
-    arbitrary: fc.tuple(type, space, fc.constantFrom('verified' as const, 'related' as const), space).map(
-      ([event_type, source_space_id, kind, target_space_id]): TopologyEvent => ({
-        event_type,
-        source_space_id,
-        extension: { kind, target_space_id },
-        meta,
-      }),
-    ),
-  },
-  {
-    weight: 5,
-    arbitrary: fc.tuple(type, space, topic).map(
-      ([event_type, source_space_id, target_topic_id]): TopologyEvent => ({
-        event_type,
-        source_space_id,
-        extension: { kind: 'subtopic', target_topic_id },
-        meta,
-      }),
-    ),
-  },
+const topics = idPool(3, 0x70, 'c8', 53);
+const event = topologyEvent(
+  spaces,
+  topics,
+  { created: 3, explicit: 5, subtopic: 5, extendedPerRevoked: 2 },
+  meta,
 );
 
 const arb = fc.record({
-  roots: fc.uniqueArray(space, { minLength: 1, maxLength: 2 }),
+  roots: fc.uniqueArray(fc.constantFrom(...spaces), { minLength: 1, maxLength: 2 }),
   events: fc.array(event, { minLength: 1, maxLength: 120, size: 'max' }),
 });
 

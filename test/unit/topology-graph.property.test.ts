@@ -1,73 +1,21 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TopologyEvent } from '../../stages/topology/events.ts';
-import type { EventMeta } from '../../stages/topology/tree.ts';
 import { TopologyGraph } from '../../stages/transitive/domain/topology-graph.ts';
 import { expand, NaiveTopology } from '../reference/naive-canonical.ts';
-
-const meta: EventMeta = { block_number: '1', block_timestamp: '1', tx_hash: '0x00', cursor: 'c' };
-
-/** Ids with scattered prefixes, so byte order is unrelated to pool order. */
-function pool(n: number, salt: number, filler: string): string[] {
-  return Array.from(
-    { length: n },
-    (_, i) => ((i * 97 + salt) % 256).toString(16).padStart(2, '0') + filler.repeat(15),
-  );
-}
+import { idPool, topologyEvent } from '../support/topology-arbitraries.ts';
 
 function eventOver(spaces: string[], topics: string[]): fc.Arbitrary<TopologyEvent> {
-  const space = fc.constantFrom(...spaces);
-  const topic = fc.constantFrom(...topics);
   // Extensions twice as likely as revocations, so graphs grow dense enough for ties and cycles.
-  const type = fc.constantFrom(
-    'space.trust_extended',
-    'space.trust_revoked',
-    'space.trust_extended',
-  ) as fc.Arbitrary<'space.trust_extended' | 'space.trust_revoked'>;
-  const kind = fc.constantFrom('verified' as const, 'related' as const);
-  return fc.oneof(
-    { weight: 2, arbitrary: fc.tuple(space, topic).map(([s, t]) => createdEvent(s, t)) },
-    {
-      weight: 6,
-      arbitrary: fc.tuple(type, space, kind, space).map(
-        ([event_type, source_space_id, kind, target_space_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind, target_space_id },
-          meta,
-        }),
-      ),
-    },
-    {
-      weight: 3,
-      arbitrary: fc.tuple(type, space, topic).map(
-        ([event_type, source_space_id, target_topic_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind: 'subtopic', target_topic_id },
-          meta,
-        }),
-      ),
-    },
-  );
-}
-
-function createdEvent(space: string, topic: string): TopologyEvent {
-  return {
-    event_type: 'space.created',
-    space_id: space,
-    topic_id: topic,
-    space_type: { kind: 'personal', owner: '00'.repeat(32) },
-    meta,
-  };
+  return topologyEvent(spaces, topics, { created: 2, explicit: 6, subtopic: 3, extendedPerRevoked: 2 });
 }
 
 /** Roots (some never created), and steps: an event, and whether to read the graphs after it. */
 function scenario(spaces: number, topics: number, maxEvents: number) {
-  const ids = pool(spaces, 0x3d, '3c');
+  const ids = idPool(spaces, 0x3d, '3c');
   return fc.record({
     roots: fc.uniqueArray(fc.constantFrom(...ids), { minLength: 1, maxLength: 3 }),
-    steps: fc.array(fc.tuple(eventOver(ids, pool(topics, 0xa1, 'a5')), fc.boolean()), {
+    steps: fc.array(fc.tuple(eventOver(ids, idPool(topics, 0xa1, 'a5')), fc.boolean()), {
       minLength: 1,
       maxLength: maxEvents,
       size: 'max',

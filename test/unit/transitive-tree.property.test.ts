@@ -6,66 +6,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TopologyEvent } from '../../stages/topology/events.ts';
-import type { EventMeta } from '../../stages/topology/tree.ts';
 import { applyEvent } from '../../stages/transitive/domain/graph-change.ts';
 import { edgeOf, GraphStore, TOPIC } from '../../stages/transitive/domain/graph-store.ts';
 import { emptyDelta, TransitiveTree } from '../../stages/transitive/domain/transitive-tree.ts';
 import { NaiveTopology, type PlainNode } from '../reference/naive-canonical.ts';
-
-const meta: EventMeta = { block_number: '1', block_timestamp: '1', tx_hash: '0x00', cursor: 'c' };
-
-function pool(n: number, salt: number, filler: string): string[] {
-  return Array.from(
-    { length: n },
-    (_, i) => ((i * 89 + salt) % 256).toString(16).padStart(2, '0') + filler.repeat(15),
-  );
-}
+import { idPool, topologyEvent } from '../support/topology-arbitraries.ts';
 
 function events(spaces: string[], topics: string[], max: number): fc.Arbitrary<TopologyEvent[]> {
-  const space = fc.constantFrom(...spaces);
-  const topic = fc.constantFrom(...topics);
-  const type = fc.constantFrom(
-    'space.trust_extended',
-    'space.trust_revoked',
-    'space.trust_extended',
-  ) as fc.Arbitrary<'space.trust_extended' | 'space.trust_revoked'>;
-  const event = fc.oneof(
-    {
-      weight: 2,
-      arbitrary: fc.tuple(space, topic).map(
-        ([space_id, topic_id]): TopologyEvent => ({
-          event_type: 'space.created',
-          space_id,
-          topic_id,
-          space_type: { kind: 'personal', owner: '00'.repeat(32) },
-          meta,
-        }),
-      ),
-    },
-    {
-      weight: 6,
-      arbitrary: fc.tuple(type, space, fc.constantFrom('verified' as const, 'related' as const), space).map(
-        ([event_type, source_space_id, kind, target_space_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind, target_space_id },
-          meta,
-        }),
-      ),
-    },
-    {
-      weight: 3,
-      arbitrary: fc.tuple(type, space, topic).map(
-        ([event_type, source_space_id, target_topic_id]): TopologyEvent => ({
-          event_type,
-          source_space_id,
-          extension: { kind: 'subtopic', target_topic_id },
-          meta,
-        }),
-      ),
-    },
-  );
-  return fc.array(event, { minLength: 1, maxLength: max, size: 'max' });
+  const mix = { created: 2, explicit: 6, subtopic: 3, extendedPerRevoked: 2 } as const;
+  return fc.array(topologyEvent(spaces, topics, mix), { minLength: 1, maxLength: max, size: 'max' });
 }
 
 function plain(tree: TransitiveTree, graph: GraphStore, v = tree.source): PlainNode {
@@ -85,10 +34,10 @@ const CASES = [
 
 describe.each(CASES)('TransitiveTree (sparse state) against the plain BFS, $name', (c) => {
   it('equals the plain BFS after every event and holds state only for what it reaches', () => {
-    const spaces = pool(c.spaces, 0x21, '7e');
+    const spaces = idPool(c.spaces, 0x21, '7e', 89);
     const arb = fc.record({
       sources: fc.uniqueArray(fc.constantFrom(...spaces), { minLength: 1, maxLength: 3 }),
-      steps: events(spaces, pool(c.topics, 0x5b, 'c3'), c.events),
+      steps: events(spaces, idPool(c.topics, 0x5b, 'c3', 89), c.events),
     });
     fc.assert(
       fc.property(arb, ({ sources, steps }) => {
