@@ -355,6 +355,7 @@ export class Worker {
     this.active = false;
     this.showLease(false);
     this.reseq = undefined;
+    this.gap = null; // a standby waits for no entries; whoever is active holds the gap now
     // Redis may be gone or lost: activation loads the stage's state again anyway.
     await this.resetStage().catch((err: unknown) => this.log.warn({ err: describe(err) }, 'reset failed'));
   }
