@@ -12,7 +12,7 @@ import { Entry, type Fields } from './entry.ts';
 import type { Keys } from './keys.ts';
 import { entryLog, type Logger } from './log.ts';
 import { metrics } from './metrics.ts';
-import type { Activation, Stage, Step } from './stage.ts';
+import { type Activation, OrderGapError, type Stage, type Step } from './stage.ts';
 import { deadLetterFields, describe } from './worker.ts';
 
 /** A chain that cannot be built as asked (a deployment error, found before anything runs). */
@@ -25,10 +25,11 @@ export class ChainConfigError extends Error {
 
 /**
  * An in-memory entry came out of order inside a chain (a gap in the `seq` its stage declares):
- * never guessed over. Only possible when the stream between two chained stages was left with
- * entries the later stage had not consumed (see `ChainBacklogError`).
+ * the chain's inputs were handed over out of stream order (entries pending under another
+ * instance, or ours not read again yet). The worker writes nothing of the step and reads again
+ * in stream order (see `OrderGapError`); a gap that never fills stalls the chain, loudly.
  */
-export class ChainOrderError extends Error {
+export class ChainOrderError extends OrderGapError {
   constructor(message: string) {
     super(message);
     this.name = 'ChainOrderError';
@@ -67,7 +68,7 @@ export function chain(stages: Stage[], redis: Redis, keys: Keys, log: Logger): S
     }
   }
 
-  /** Inner inputs in the order their stage declares: stale ones dropped, a gap refused. */
+  /** Inner inputs in the order their stage declares: stale ones dropped, a gap refused (the step is read again). */
   function inOrder(s: Stage, entries: Entry[], step: Step): Entry[] {
     const spec = s.order;
     const order = orders.get(s);

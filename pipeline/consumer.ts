@@ -186,7 +186,8 @@ export class GroupConsumer {
   }
 
   /**
-   * Pending entries idle for minIdleMs, of every consumer but this one, oldest first. Consumers
+   * The oldest pending entries idle for minIdleMs, of every consumer but this one, in stream order
+   * (a page of at most `batchSize`). Consumers
    * that hold nothing and have been idle long are forgotten: every process start adds one, and
    * XREADGROUP brings a live one back by itself.
    */
@@ -203,8 +204,9 @@ export class GroupConsumer {
           await runScript(this.redis, 'forget-consumer', [this.stream], [this.group, name]);
         continue;
       }
-      if (rows.length >= this.batchSize) continue;
-      const left = this.batchSize - rows.length;
+      // A full page of each: the oldest `batchSize` over all of them may all be the last one's.
+      // Filling the page from the first consumers listed would pass over older entries of
+      // another (a zombie's read, a dead instance's batch) and hand a chain a gap in its order.
       rows.push(
         ...((await this.redis.xpending(
           this.stream,
@@ -213,11 +215,11 @@ export class GroupConsumer {
           minIdleMs,
           '-',
           '+',
-          left,
+          this.batchSize,
           name,
         )) as PendingRow[]),
       );
     }
-    return rows.sort((x, y) => compareStreamIds(x[0], y[0]));
+    return rows.sort((x, y) => compareStreamIds(x[0], y[0])).slice(0, this.batchSize);
   }
 }

@@ -79,6 +79,15 @@ export class Lease {
     this.redis.disconnect();
   }
 
+  /**
+   * Whether the lease in Redis is still ours. A holder paused past its lease believes it holds it
+   * until a renewal says otherwise: asked before it takes entries from other consumers.
+   */
+  async stillHeld(): Promise<boolean> {
+    const token = this.token;
+    return token !== undefined && (await this.redis.get(this.key)) === token;
+  }
+
   async holderName(): Promise<string | null> {
     return this.redis.get(`${this.key}:holder`);
   }

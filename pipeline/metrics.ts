@@ -86,6 +86,12 @@ export const metrics = {
     labelNames,
     registers: [registry],
   }),
+  orderGaps: new Counter({
+    name: 'atlas_order_gaps_total',
+    help: 'Steps not written because their inputs came with a gap in an order a stage keeps (held, read again in stream order)',
+    labelNames,
+    registers: [registry],
+  }),
   stateLost: new Gauge({
     name: 'atlas_state_lost',
     help: '1 while the stage stopped because the pipeline state in Redis is gone (run atlas recover)',

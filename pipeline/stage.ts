@@ -130,6 +130,19 @@ export class FencedError extends Error {
   }
 }
 
+/**
+ * The inputs came with a gap in an order a stage keeps (e.g. a chain's inner stage): some entries
+ * before them are still pending elsewhere (under a dead or fenced instance, or ours and not read
+ * again yet). Never guessed over, never a reason to dead-letter: nothing of the step is written,
+ * and the worker takes pending entries over and reads again in stream order.
+ */
+export class OrderGapError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OrderGapError';
+  }
+}
+
 /** A handler's verdict that an input is bad data, not a fault: dead-letter it with this reason. */
 export class Rejection extends Error {
   readonly reason: DeadLetterReason;

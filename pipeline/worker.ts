@@ -28,7 +28,15 @@ import { connectFailFast, connectWorker, isTransientRedisError } from './redis.t
 import { replayedDeadKey } from './replay.ts';
 import { Resequencer } from './resequencer.ts';
 import { retainFor, trimAcknowledged } from './retention.ts';
-import { type Fence, FencedError, Rejection, type Stage, type Step, TransientError } from './stage.ts';
+import {
+  type Fence,
+  FencedError,
+  OrderGapError,
+  Rejection,
+  type Stage,
+  type Step,
+  TransientError,
+} from './stage.ts';
 import { type EntrySpans, entrySpans, noSpans } from './tracing.ts';
 import { ProgressWatch, type Verdict } from './watchdog.ts';
 
@@ -81,6 +89,8 @@ export class Worker {
   private failures = 0;
   private done: Promise<void> | undefined;
   private generation: Generation | undefined;
+  /** The gap a step found in its inputs' order, until a step commits again (see holdForGap). */
+  private gap: string | null = null;
   /** Why this worker stopped processing: the pipeline's state in Redis is gone. */
   private lost: string | null = null;
   private readonly watch: ProgressWatch;
@@ -163,6 +173,7 @@ export class Worker {
   notReady(): string | null {
     if (this.lost) return `state lost: ${this.lost}`;
     if (this.beatFailed) return 'Redis unreachable';
+    if (this.gap) return `order gap, waiting for the missing entries: ${this.gap}`;
     if (this.stalled)
       return `stalled: no progress for over ${this.config.ATLAS_STALL_MS} ms with work waiting`;
     if (this.held) return `paused by an operator (atlas resume ${this.stage.name})`;
@@ -344,6 +355,7 @@ export class Worker {
     this.active = false;
     this.showLease(false);
     this.reseq = undefined;
+    this.gap = null; // a standby waits for no entries; whoever is active holds the gap now
     // Redis may be gone or lost: activation loads the stage's state again anyway.
     await this.resetStage().catch((err: unknown) => this.log.warn({ err: describe(err) }, 'reset failed'));
   }
@@ -411,6 +423,7 @@ export class Worker {
       this.enterLost((await this.generation?.check().catch(() => null)) ?? lost);
       return;
     }
+    if (err instanceof OrderGapError) return this.holdForGap(err);
     if (isFenced(err)) {
       metrics.fenced.inc({ stage: this.stage.name });
       this.log.warn({ err: describe(err) }, 'fenced off (another instance is active); stepping down');
@@ -429,6 +442,27 @@ export class Worker {
     // The batch in flight is still pending under our name: resetStage reads it again.
     await this.resetStage();
     if (this.stage.order) this.reseq = await this.restoreOrder().catch(() => this.reseq);
+    await sleep(backoffMs(this.failures++));
+  }
+
+  /**
+   * Inputs handed over out of stream order (a chain's inner stage found a gap): nothing of the
+   * step was written. The missing entries are pending somewhere — under a dead or fenced
+   * instance, or ours and not read again yet — so take others' over first and read our own
+   * again, both in stream order, as the re-sequencer waits for a gap to fill. Loud meanwhile
+   * (error log, metric, /ready); a gap that never fills is a stall, and a singleton steps down.
+   */
+  private async holdForGap(err: OrderGapError): Promise<void> {
+    metrics.orderGaps.inc({ stage: this.stage.name });
+    this.gap = err.message;
+    this.log.error(
+      { err: err.message },
+      'order gap: step not written; taking over pending entries and reading again in stream order',
+    );
+    await this.finishAhead();
+    await this.resetStage();
+    this.takeOverAll = this.stage.singleton === true;
+    this.lastClaim = 0;
     await sleep(backoffMs(this.failures++));
   }
 
@@ -516,6 +550,10 @@ export class Worker {
     }
     const now = Date.now();
     if (now - this.lastClaim >= this.config.ATLAS_CLAIM_IDLE_MS / 2) {
+      // Thawed past its lease, a former holder must not take entries from its successor: they
+      // would leave the successor's pass over its own pending entries with a gap.
+      if (this.lease && !(await this.lease.stillHeld()))
+        throw new FencedError('lease lost before a takeover');
       const claimed = await this.input.claimStale(this.takeOverAll ? 0 : this.config.ATLAS_CLAIM_IDLE_MS);
       if (claimed.length > 0)
         this.log.info({ count: claimed.length }, 'took over pending entries of other consumers');
@@ -824,6 +862,7 @@ export class Worker {
       ...marks,
     ]);
     this.watch.progressed();
+    this.gap = null;
     if (written === null) {
       this.log.info(
         'step already committed (retry after a lost reply, or a takeover); nothing written again',
@@ -940,7 +979,7 @@ function faultKind(err: unknown): 'sink' | 'redis' {
 
 /** Faults that are about the worker, not the batch: never a reason to handle entries one by one. */
 function endsTheStep(err: unknown): boolean {
-  return isTransient(err) || isFenced(err) || lostReason(err) !== null;
+  return isTransient(err) || isFenced(err) || err instanceof OrderGapError || lostReason(err) !== null;
 }
 
 function isFenced(err: unknown): boolean {
