@@ -53,15 +53,32 @@ async function settledOffsets(name = topic) {
   }
 }
 
-/** Every committed message of the topic (the sink's own bounded read, read committed). */
-async function readAll(name = topic): Promise<Array<KafkaMessage & { partition: number }>> {
-  const offsets = await settledOffsets(name);
-  const ranges = offsets.map((o) => ({ partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) }));
-  const seen: Array<KafkaMessage & { partition: number }> = [];
-  const read = { kafka, admin, clientId: `atlas-test-${run}`, topic: name, ranges, stallMs: 30_000 };
-  await readRanges(read, (partition, m) => seen.push({ ...m, partition }));
-  return seen;
+type Read = Array<KafkaMessage & { partition: number }>;
+
+/**
+ * Every committed message of the topic (the sink's own bounded read, read committed), read again
+ * until `complete` says the messages just published are in: on a loaded broker a commit's markers
+ * can take longer than settledOffsets's 100 ms to move the last stable offsets. What is checked
+ * after that (no message twice, order) is checked on everything read.
+ */
+async function readAll(complete: (read: Read) => boolean, name = topic): Promise<Read> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const offsets = await settledOffsets(name);
+    const ranges = offsets.map((o) => ({
+      partition: o.partition,
+      start: BigInt(o.low),
+      end: BigInt(o.high),
+    }));
+    const seen: Read = [];
+    const read = { kafka, admin, clientId: `atlas-test-${run}`, topic: name, ranges, stallMs: 30_000 };
+    await readRanges(read, (partition, m) => seen.push({ ...m, partition }));
+    if (complete(seen) || Date.now() > deadline) return seen;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
+
+const ofRoot = (read: Read, rootId: string) => read.filter((m) => m.key?.toString('hex') === rootId);
 
 /** Counts calls into the zstd codec kafkajs uses from now on (KafkaSink.start() installs it afresh). */
 function countZstd(): { compress: number; decompress: number } {
@@ -143,7 +160,7 @@ describe('KafkaSink', () => {
     await sink.publish(sent);
     expect(zstd.compress).toBeGreaterThan(0);
 
-    const read = await readAll();
+    const read = await readAll((r) => r.length >= 3);
     expect(read).toHaveLength(3);
     const byKey = (r: string) => read.filter((m) => m.key?.equals(Buffer.from(r, 'hex')));
     expect(byKey(root(1)).map((m) => m.headers?.['sequence-number']?.toString())).toEqual(['1', '2']);
@@ -219,7 +236,7 @@ describe('KafkaSink', () => {
     );
     await sink.publish([message(small, 2), message(root(large), 2), message(small, 3)]);
 
-    const read = await readAll();
+    const read = await readAll((r) => ofRoot(r, small).length >= 3 && ofRoot(r, root(large)).length >= 2);
     const seqs = (r: string) =>
       read.filter((m) => m.key?.toString('hex') === r).map((m) => m.headers?.['sequence-number']?.toString());
     expect(seqs(small)).toEqual(['1', '2', '3']);
@@ -236,9 +253,9 @@ describe('KafkaSink fencing (one transactional id per emit role)', () => {
     await expect(older.publish([message(root(20), 2)])).rejects.toBeInstanceOf(FencedError);
     expect(await newer.lastSequences([root(20)])).toEqual(new Map([[root(20), 1n]]));
     await newer.publish([message(root(20), 2)]);
-    const seqs = (await readAll())
-      .filter((m) => m.key?.toString('hex') === root(20))
-      .map((m) => m.headers?.['sequence-number']?.toString());
+    const seqs = ofRoot(await readAll((r) => ofRoot(r, root(20)).length >= 2), root(20)).map((m) =>
+      m.headers?.['sequence-number']?.toString(),
+    );
     expect(seqs).toEqual(['1', '2']);
   });
 
