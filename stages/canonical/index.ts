@@ -156,7 +156,7 @@ export const createCanonical: StageFactory = ({ config, redis, keys, log }) => {
   /**
    * The graph held for `root` as a delta from the last one emitted. Lacking that base here (the
    * first emission since activation, a whole graph received), a whole table. It lists every
-   * attachment, changed or not (a few per graph): so each entry names its whole graph, which
+   * attachment, changed or not (one [member, hash] pair each): so each entry names its whole graph, which
    * serialize needs to rebuild it from the store (`graphAt`).
    */
   function outgoing(root: string): GraphDelta {
