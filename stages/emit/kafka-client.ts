@@ -77,3 +77,21 @@ export async function openTransactionalProducer(
   }
   return producer;
 }
+
+/**
+ * Kafka error codes meaning a newer producer epoch of our transactional id exists. The broker
+ * answers kafkajs's (older) request versions with INVALID_PRODUCER_EPOCH, never PRODUCER_FENCED.
+ */
+const FENCED_CODES = new Set([
+  47, // INVALID_PRODUCER_EPOCH
+  52, // TRANSACTION_COORDINATOR_FENCED
+]);
+
+/** Whether a kafkajs error, or one it wraps (retries exceeded, aggregated), is a fencing. */
+export function isFenced(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 5) return false;
+  const e = err as Error & { code?: unknown; originalError?: unknown; errors?: unknown };
+  if (typeof e.code === 'number' && FENCED_CODES.has(e.code)) return true;
+  const inner = [e.cause, e.originalError, ...(Array.isArray(e.errors) ? e.errors : [])];
+  return inner.some((c) => isFenced(c, depth + 1));
+}

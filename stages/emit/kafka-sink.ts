@@ -17,7 +17,7 @@ import kafkajs, {
 import type { Logger } from '../../pipeline/log.ts';
 import { LogLimit } from '../../pipeline/log-limit.ts';
 import { FencedError } from '../../pipeline/stage.ts';
-import { type KafkaConnection, openTransactionalProducer } from './kafka-client.ts';
+import { isFenced, type KafkaConnection, openTransactionalProducer } from './kafka-client.ts';
 import { prepareKafkajs } from './kafkajs-node24.ts';
 import { type PartitionRange, readLastSequences, readTails, SEQUENCE_HEADER } from './read-back.ts';
 import {
@@ -245,24 +245,6 @@ export class KafkaSink implements Sink {
 
 /** How kafkajs words CONCURRENT_TRANSACTIONS (code 51) in its logs. */
 const CONCURRENT_TRANSACTIONS = 'another concurrent operation on the same transaction was ongoing';
-
-/**
- * Kafka error codes meaning a newer producer epoch of our transactional id exists. The broker
- * answers kafkajs's (older) request versions with INVALID_PRODUCER_EPOCH, never PRODUCER_FENCED.
- */
-const FENCED_CODES = new Set([
-  47, // INVALID_PRODUCER_EPOCH
-  52, // TRANSACTION_COORDINATOR_FENCED
-]);
-
-/** Whether a kafkajs error, or one it wraps (retries exceeded, aggregated), is a fencing. */
-function isFenced(err: unknown, depth = 0): boolean {
-  if (!(err instanceof Error) || depth > 5) return false;
-  const e = err as Error & { code?: unknown; originalError?: unknown; errors?: unknown };
-  if (typeof e.code === 'number' && FENCED_CODES.has(e.code)) return true;
-  const inner = [e.cause, e.originalError, ...(Array.isArray(e.errors) ? e.errors : [])];
-  return inner.some((c) => isFenced(c, depth + 1));
-}
 
 function toKafkaMessage(m: OutMessage) {
   if (!/^[0-9a-f]{32}$/.test(m.rootId))

@@ -16,7 +16,7 @@ import type { Config } from '../../pipeline/config.ts';
 import { type Lane, lanes } from '../../pipeline/lanes.ts';
 import type { Logger } from '../../pipeline/log.ts';
 import { FencedError, type Step } from '../../pipeline/stage.ts';
-import { kafkaConnection, openTransactionalProducer } from '../emit/kafka-client.ts';
+import { isFenced, kafkaConnection, openTransactionalProducer } from '../emit/kafka-client.ts';
 import { prepareKafkajs } from '../emit/kafkajs-node24.ts';
 import { readRanges } from '../emit/read-back.ts';
 import { outStream } from '../streams.ts';
@@ -266,15 +266,4 @@ class KafkaEventSink implements EventSink {
     this.producer = null;
     await p?.disconnect().catch(() => undefined);
   }
-}
-
-/** Kafka error codes meaning a newer epoch of our transactional id exists (see emit's kafka-sink). */
-const FENCED_CODES = new Set([47, 52]);
-
-function isFenced(err: unknown, depth = 0): boolean {
-  if (!(err instanceof Error) || depth > 5) return false;
-  const e = err as Error & { code?: unknown; originalError?: unknown; errors?: unknown };
-  if (typeof e.code === 'number' && FENCED_CODES.has(e.code)) return true;
-  const inner = [e.cause, e.originalError, ...(Array.isArray(e.errors) ? e.errors : [])];
-  return inner.some((c) => isFenced(c, depth + 1));
 }
